@@ -1,0 +1,8 @@
+// Public API of mpath-watchdog.
+export type { DmVersion } from './native';
+import { native, type DmVersion } from './native';
+
+/** The dm ioctl interface version this build of the addon was compiled against. */
+export function compiledDmVersion(): DmVersion {
+  return native.compiledDmVersion();
+}

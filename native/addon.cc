@@ -1,0 +1,27 @@
+// Module entry point. Each native facility registers its exports here; the
+// layer stays thin: ioctls, I/O, stamps. Every decision is made in TypeScript.
+#include <napi.h>
+
+#include <linux/dm-ioctl.h>
+
+namespace {
+
+// The dm ioctl interface version the addon was compiled against
+// (include/uapi/linux/dm-ioctl.h: DM_VERSION_MAJOR/MINOR/PATCHLEVEL).
+Napi::Value CompiledDmVersion(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object v = Napi::Object::New(env);
+  v.Set("major", Napi::Number::New(env, DM_VERSION_MAJOR));
+  v.Set("minor", Napi::Number::New(env, DM_VERSION_MINOR));
+  v.Set("patch", Napi::Number::New(env, DM_VERSION_PATCHLEVEL));
+  return v;
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("compiledDmVersion", Napi::Function::New(env, CompiledDmVersion, "compiledDmVersion"));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(mpath_watchdog, Init)

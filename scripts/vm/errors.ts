@@ -1,0 +1,15 @@
+/** A failure of the VM runner itself (not of the guest command), with an exit code of its own. */
+export class VmError extends Error {
+  /** The process exit status the runner uses for this failure. */
+  readonly exitCode: number;
+  constructor(message: string, exitCode = EXIT_RUNNER_FAILURE) {
+    super(message);
+    this.name = 'VmError';
+    this.exitCode = exitCode;
+  }
+}
+
+/** Exit status when the hard deadline killed the guest (same as timeout(1)). */
+export const EXIT_DEADLINE = 124;
+/** Exit status when the VM could not be prepared, booted or set up. */
+export const EXIT_RUNNER_FAILURE = 125;

@@ -1,0 +1,148 @@
+#!/usr/bin/env node
+// `npm run vm -- [options] <command> [args…]`: boots the test VM, runs the
+// command as root in the project's root and exits with its status.
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { EXIT_RUNNER_FAILURE, VmError } from './errors';
+import { ensureInitramfs } from './initramfs';
+import { ensureKernel } from './kernel';
+import { boot } from './qemu';
+
+const PROJECT_ROOT = resolve(__dirname, '..', '..', '..');
+const STAGE2 = join(PROJECT_ROOT, 'scripts', 'vm', 'stage2.sh');
+/** Host variables that reach the guest command unchanged. */
+const PASSED_ENV = /^(CI|MPW_[A-Z0-9_]+|NODE_OPTIONS|NO_COLOR|FORCE_COLOR|DEBUG)$/;
+
+const USAGE = `usage: npm run vm -- [options] <command> [args…]
+
+Boots a qemu guest on Debian's stock kernel (host root shared read-only over 9p,
+tmpfs overlay), loads dm-multipath and friends, creates two scsi_debug paths to one
+LUN, runs <command> as root in the project root and exits with its status.
+
+options:
+  --deadline SECONDS   hard deadline for boot, command and power-off; qemu is killed
+                       after it and the runner exits 124 (default 300)
+  --memory MIB         guest memory (default 2048)
+  --cpus N             guest CPUs (default 2)
+  --env NAME=VALUE     set a variable for the command (repeatable)
+  --verbose            show the kernel's boot messages
+  --fetch-kernel-only  fetch and unpack the guest kernel, build the initramfs, exit
+  -h, --help           this text
+
+exit status: the command's; 124 when the deadline killed the guest; 125 when the VM
+could not be prepared, booted or set up.`;
+
+const OPTIONS = {
+  deadline: { type: 'string' },
+  memory: { type: 'string' },
+  cpus: { type: 'string' },
+  env: { type: 'string', multiple: true },
+  verbose: { type: 'boolean' },
+  'fetch-kernel-only': { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+/** Splits argv into the runner's options and the guest command (from the first positional or `--`). */
+export function splitArgv(argv: readonly string[]): { options: string[]; command: string[] } {
+  const takesValue = new Set(Object.entries(OPTIONS).filter(([, o]) => o.type === 'string').map(([k]) => `--${k}`));
+  let i = 0;
+  while (i < argv.length) {
+    const a = argv[i] as string;
+    if (a === '--') return { options: argv.slice(0, i), command: argv.slice(i + 1) };
+    if (!a.startsWith('-')) break;
+    i += takesValue.has(a) ? 2 : 1;
+  }
+  return { options: argv.slice(0, i), command: argv.slice(i) };
+}
+
+/** Quotes one word for a POSIX shell. */
+export function shellQuote(word: string): string {
+  return `'${word.replace(/'/g, `'\\''`)}'`;
+}
+
+function positiveInt(name: string, value: string | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n <= 0) throw new VmError(`--${name} must be a positive integer, got '${value}'`, 2);
+  return n;
+}
+
+/** The guest's job script: environment, cwd, then exec of the command. */
+export function jobScript(command: readonly string[], cwd: string, env: Record<string, string>): string {
+  const lines = ['#!/bin/sh', `cd ${shellQuote(cwd)} || exit 125`];
+  for (const [k, v] of Object.entries(env)) {
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k)) throw new VmError(`bad variable name '${k}'`, 2);
+    lines.push(`export ${k}=${shellQuote(v)}`);
+  }
+  lines.push(`exec ${command.map(shellQuote).join(' ')}`);
+  return lines.join('\n') + '\n';
+}
+
+async function main(argv: string[]): Promise<number> {
+  const split = splitArgv(argv);
+  let values;
+  try {
+    ({ values } = parseArgs({ args: split.options, options: OPTIONS, strict: true, allowPositionals: false }));
+  } catch (err) {
+    throw new VmError(`${(err as Error).message}\n\n${USAGE}`, 2);
+  }
+  if (values.help) {
+    process.stdout.write(USAGE + '\n');
+    return 0;
+  }
+  const deadlineS = positiveInt('deadline', values.deadline, 300);
+  const memoryMiB = positiveInt('memory', values.memory, 2048);
+  const cpus = positiveInt('cpus', values.cpus, 2);
+  const log = (line: string): void => void process.stderr.write(`vm: ${line}\n`);
+
+  const kernel = await ensureKernel(log);
+  const initrd = await ensureInitramfs(kernel);
+  if (values['fetch-kernel-only']) {
+    log(`kernel ${kernel.release} at ${kernel.vmlinuz}; initramfs ${initrd}`);
+    return 0;
+  }
+  if (split.command.length === 0) throw new VmError(`no command given\n\n${USAGE}`, 2);
+
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) if (PASSED_ENV.test(k) && v !== undefined) env[k] = v;
+  for (const kv of values.env ?? []) {
+    const eq = kv.indexOf('=');
+    if (eq <= 0) throw new VmError(`--env wants NAME=VALUE, got '${kv}'`, 2);
+    env[kv.slice(0, eq)] = kv.slice(eq + 1);
+  }
+
+  // The run's files must be visible in the guest; the guest's /tmp is the host's /tmp.
+  const runDir = await mkdtemp(join(tmpdir(), 'mpw-vm-'));
+  const ac = new AbortController();
+  const onSignal = (): void => ac.abort();
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  try {
+    const job = join(runDir, 'job.sh');
+    await writeFile(job, jobScript(split.command, PROJECT_ROOT, env), { mode: 0o755 });
+    const result = await boot({
+      kernel, initrd, stage2: STAGE2, job, runDir,
+      deadlineMs: deadlineS * 1000, memoryMiB, cpus,
+      out: process.stdout, verbose: values.verbose ?? false, signal: ac.signal,
+    });
+    log(`guest exited ${result.exitCode} after ${(result.elapsedMs / 1000).toFixed(1)} s (boot, command and power-off)`);
+    return result.exitCode;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    await rm(runDir, { recursive: true, force: true });
+  }
+}
+
+if (require.main === module) {
+  main(process.argv.slice(2)).then(
+    (code) => { process.exitCode = code; },
+    (err: unknown) => {
+      const vmErr = err instanceof VmError ? err : undefined;
+      process.stderr.write(`vm: error: ${vmErr ? vmErr.message : (err as Error)?.stack ?? String(err)}\n`);
+      process.exitCode = vmErr?.exitCode ?? EXIT_RUNNER_FAILURE;
+    },
+  );
+}
