@@ -105,7 +105,8 @@ async function main(argv: string[]): Promise<number> {
   }
   if (split.command.length === 0) throw new VmError(`no command given\n\n${USAGE}`, 2);
 
-  const env: Record<string, string> = {};
+  // The guest console is a tty: without this, reporters colour their output.
+  const env: Record<string, string> = process.env.FORCE_COLOR ? {} : { NO_COLOR: '1' };
   for (const [k, v] of Object.entries(process.env)) if (PASSED_ENV.test(k) && v !== undefined) env[k] = v;
   for (const kv of values.env ?? []) {
     const eq = kv.indexOf('=');
