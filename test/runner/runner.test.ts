@@ -1,0 +1,72 @@
+// The VM runner end to end, from the host: each test boots a real guest (or
+// fails to, on purpose) and checks what the runner reports.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+
+const root = resolve(__dirname, '..', '..', '..');
+const runner = join(root, 'dist', 'scripts', 'vm', 'run.js');
+
+async function vm(args: string[], env: Record<string, string> = {}) {
+  const { execa } = await import('execa');
+  const started = Date.now();
+  const r = await execa(process.execPath, [runner, ...args], { reject: false, env, all: true });
+  return { ...r, elapsedMs: Date.now() - started };
+}
+
+test("the guest command's exit status and output come back", { timeout: 240_000 }, async () => {
+  const r = await vm(['--deadline', '180', '--', 'sh', '-c', 'echo "out:$(id -u):$(pwd)"; exit 7']);
+  assert.equal(r.exitCode, 7, r.all);
+  assert.match(r.stdout, new RegExp(`^out:0:${root}$`, 'm'));
+  assert.match(r.stderr, /guest exited 7 after/);
+});
+
+test('the deadline kills a guest whose command is stuck in uninterruptible I/O', { timeout: 300_000 }, async () => {
+  // A read of a suspended dm device sleeps in D state: no signal in the guest
+  // can end it, only killing qemu can.
+  const hang = [
+    'set -e',
+    'dev=$(for d in /sys/block/sd*; do grep -q scsi_debug $d/device/model && echo ${d##*/} && break; done)',
+    'dmsetup create mpw-hang --table "0 8 linear /dev/$dev 0"',
+    'dmsetup suspend mpw-hang',
+    'echo suspended',
+    'minor=$(dmsetup info -c --noheadings -o minor mpw-hang | tr -d " ")',
+    'dd if=/dev/dm-$minor of=/dev/null bs=4096 count=1 iflag=direct',
+    'echo "dd returned"',
+  ].join('\n');
+  const deadline = 60;
+  const r = await vm(['--deadline', String(deadline), '--', 'sh', '-c', hang]);
+  assert.equal(r.exitCode, 124, r.all);
+  assert.match(r.stdout, /^suspended$/m);
+  assert.doesNotMatch(r.stdout, /dd returned/);
+  assert.match(r.stderr, /deadline of 60 s passed and the command was still running: killed qemu/);
+  assert.ok(r.elapsedMs >= deadline * 1000, `runner returned after ${r.elapsedMs} ms, before its deadline`);
+});
+
+test('a missing qemu is a clear error with status 125', { timeout: 120_000 }, async () => {
+  const r = await vm(['--', 'true'], { MPW_QEMU: 'qemu-system-nonexistent' });
+  assert.equal(r.exitCode, 125, r.all);
+  assert.match(r.stderr, /qemu-system-nonexistent not found: install qemu/);
+});
+
+test('a kernel that cannot be fetched is a clear error with status 125', { timeout: 120_000 }, async () => {
+  const cache = await mkdtemp(join(tmpdir(), 'mpw-cache-'));
+  try {
+    const r = await vm(['--', 'true'], { MPW_CACHE_DIR: cache, MPW_KERNEL_PACKAGE: 'linux-image-0.0.0-0-nonexistent-amd64' });
+    assert.equal(r.exitCode, 125, r.all);
+    assert.match(r.stderr, /cannot fetch the guest kernel: 'apt-get download linux-image-0\.0\.0-0-nonexistent-amd64' failed/);
+  } finally {
+    await rm(cache, { recursive: true, force: true });
+  }
+});
+
+test('bad runner options are refused with status 2 before anything boots', { timeout: 60_000 }, async () => {
+  const r = await vm(['--deadline', 'soon', '--', 'true']);
+  assert.equal(r.exitCode, 2, r.all);
+  assert.match(r.stderr, /--deadline must be a positive integer, got 'soon'/);
+  const none = await vm(['--deadline', '10']);
+  assert.equal(none.exitCode, 2);
+  assert.match(none.stderr, /no command given/);
+});
