@@ -23,7 +23,9 @@ export class MultipathParseError extends Error {
 
   constructor(subject: MultipathParseSubject, input: string, index: number, token: string | undefined, expected: string) {
     const found = token === undefined ? 'the end of the input' : JSON.stringify(token);
-    super(`${subject}: expected ${expected} at token ${index}, found ${found} in ${JSON.stringify(input)}`);
+    // A map with hundreds of paths has a long table; the message quotes only its start.
+    const quoted = input.length > 200 ? `${JSON.stringify(input.slice(0, 200))}…` : JSON.stringify(input);
+    super(`${subject}: expected ${expected} at token ${index}, found ${found} in ${quoted}`);
     this.name = new.target.name;
     this.token = token;
     this.index = index;
