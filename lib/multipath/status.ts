@@ -8,7 +8,7 @@
 //     ( <device> <A|F> <fail count> <path info arg>{#path info args} ){#paths} ){#groups}
 //
 // Every field is followed by one space, so the kernel's text ends in a space.
-import { TokenReader, MultipathValueError, checkCount, checkToken, joinTokens } from './tokens';
+import { TokenReader, MultipathValueError, checkCount, checkToken, checkTokens, checkGroupNumber, uniformArgCount, joinTokens } from './tokens';
 import type { FormatOptions } from './table';
 
 /** A priority group's state: A (current), E (enabled, may be used), D (disabled, bypassed). */
@@ -70,11 +70,7 @@ export function parseMultipathStatus(params: string): MultipathStatus {
   const hardwareHandlerArgs = r.group('hardware handler status args');
 
   const groupCount = r.count('the number of priority groups');
-  const currentAt = r.index;
-  const currentGroup = r.count('the current priority group number');
-  if ((groupCount === 0) !== (currentGroup === 0)) {
-    r.fail(currentAt, groupCount === 0 ? 'group number 0 (there are no groups)' : 'a group number of at least 1');
-  }
+  const currentGroup = r.groupNumber('the current priority group number', groupCount);
 
   const groups: StatusPathGroup[] = [];
   for (let g = 1; g <= groupCount; g++) {
@@ -98,30 +94,22 @@ export function parseMultipathStatus(params: string): MultipathStatus {
 /** Formats a status as the kernel prints it. Throws MultipathValueError on unsafe or inconsistent values. */
 export function formatMultipathStatus(status: MultipathStatus, options: FormatOptions = {}): string {
   const out: string[] = ['2', status.queueIO ? '1' : '0', checkCount('pgInitCount', status.pgInitCount)];
-  out.push(String(status.hardwareHandlerArgs.length), ...status.hardwareHandlerArgs.map((a, i) => checkToken(`hardwareHandlerArgs[${i}]`, a)));
-  const current = checkCount('currentGroup', status.currentGroup);
-  if ((status.groups.length === 0) !== (status.currentGroup === 0)) {
-    throw new MultipathValueError('currentGroup', status.currentGroup, 'must be 0 exactly when there are no groups');
-  }
-  out.push(String(status.groups.length), current);
+  const hwArgs = checkTokens('hardwareHandlerArgs', status.hardwareHandlerArgs);
+  out.push(String(hwArgs.length), ...hwArgs);
+  out.push(String(status.groups.length), checkGroupNumber('currentGroup', status.currentGroup, status.groups.length));
   status.groups.forEach((g, gi) => {
     const at = `groups[${gi}]`;
     const state = GROUP_CHAR[g.state];
     if (state === undefined) throw new MultipathValueError(`${at}.state`, g.state, 'expected active, enabled or disabled');
-    out.push(state, String(g.selectorArgs.length), ...g.selectorArgs.map((a, i) => checkToken(`${at}.selectorArgs[${i}]`, a)));
-    const first = g.paths[0];
-    if (first === undefined) throw new MultipathValueError(`${at}.paths`, g.paths.length, 'a group needs at least one path');
-    const infoCount = first.selectorArgs.length;
-    out.push(String(g.paths.length), String(infoCount));
+    const selectorArgs = checkTokens(`${at}.selectorArgs`, g.selectorArgs);
+    out.push(state, String(selectorArgs.length), ...selectorArgs);
+    out.push(String(g.paths.length), String(uniformArgCount(at, g.paths, (p) => p.selectorArgs, 'selectorArgs')));
     g.paths.forEach((p, pi) => {
       const pat = `${at}.paths[${pi}]`;
       const pstate = PATH_CHAR[p.state];
       if (pstate === undefined) throw new MultipathValueError(`${pat}.state`, p.state, 'expected active or failed');
-      if (p.selectorArgs.length !== infoCount) {
-        throw new MultipathValueError(`${pat}.selectorArgs`, p.selectorArgs.length, `every path in a group needs the same number of selector args (${infoCount}, as path 0)`);
-      }
       out.push(checkToken(`${pat}.device`, p.device), pstate, checkCount(`${pat}.failCount`, p.failCount));
-      out.push(...p.selectorArgs.map((a, i) => checkToken(`${pat}.selectorArgs[${i}]`, a)));
+      out.push(...checkTokens(`${pat}.selectorArgs`, p.selectorArgs));
     });
   });
   return joinTokens(out, options.trailingSpace ?? true);

@@ -19,6 +19,9 @@ import {
   MultipathValueError,
   checkCount,
   checkToken,
+  checkTokens,
+  checkGroupNumber,
+  uniformArgCount,
   isCanonicalCount,
   joinTokens,
 } from './tokens';
@@ -105,12 +108,7 @@ export function parseMultipathTable(params: string): MultipathTable {
   const hardwareHandler = hwName === undefined ? null : { name: hwName, args: hwArgs };
 
   const groupCount = r.count('the number of priority groups');
-  const initialAt = r.index;
-  const initialGroup = r.count('the initial priority group number');
-  if ((groupCount === 0) !== (initialGroup === 0)) {
-    // multipath_ctr: the initial group is 0 exactly when there are no groups.
-    r.fail(initialAt, groupCount === 0 ? 'initial group 0 (there are no groups)' : 'an initial group of at least 1');
-  }
+  const initialGroup = r.groupNumber('the initial priority group number', groupCount);
 
   const groups: TablePathGroup[] = [];
   for (let g = 1; g <= groupCount; g++) {
@@ -210,31 +208,18 @@ export function formatMultipathTable(table: MultipathTable, options: FormatOptio
     out.push('0');
   } else {
     const name = checkToken('hardwareHandler.name', hw.name);
-    const args = hw.args.map((a, i) => checkToken(`hardwareHandler.args[${i}]`, a));
+    const args = checkTokens('hardwareHandler.args', hw.args);
     out.push(String(1 + args.length), name, ...args);
   }
 
-  const groupCount = table.groups.length;
-  const initial = checkCount('initialGroup', table.initialGroup);
-  if ((groupCount === 0) !== (table.initialGroup === 0)) {
-    throw new MultipathValueError('initialGroup', table.initialGroup, 'must be 0 exactly when there are no groups');
-  }
-  out.push(String(groupCount), initial);
-
+  out.push(String(table.groups.length), checkGroupNumber('initialGroup', table.initialGroup, table.groups.length));
   table.groups.forEach((g, gi) => {
     const at = `groups[${gi}]`;
-    out.push(checkToken(`${at}.selector`, g.selector));
-    out.push(String(g.selectorArgs.length), ...g.selectorArgs.map((a, i) => checkToken(`${at}.selectorArgs[${i}]`, a)));
-    const first = g.paths[0];
-    if (first === undefined) throw new MultipathValueError(`${at}.paths`, g.paths.length, 'a group needs at least one path');
-    const argCount = first.args.length;
-    out.push(String(g.paths.length), String(argCount));
+    const selectorArgs = checkTokens(`${at}.selectorArgs`, g.selectorArgs);
+    out.push(checkToken(`${at}.selector`, g.selector), String(selectorArgs.length), ...selectorArgs);
+    out.push(String(g.paths.length), String(uniformArgCount(at, g.paths, (p) => p.args, 'args')));
     g.paths.forEach((p, pi) => {
-      const pat = `${at}.paths[${pi}]`;
-      if (p.args.length !== argCount) {
-        throw new MultipathValueError(`${pat}.args`, p.args.length, `every path in a group needs the same number of args (${argCount}, as path 0)`);
-      }
-      out.push(checkToken(`${pat}.device`, p.device), ...p.args.map((a, i) => checkToken(`${pat}.args[${i}]`, a)));
+      out.push(checkToken(`${at}.paths[${pi}].device`, p.device), ...checkTokens(`${at}.paths[${pi}].args`, p.args));
     });
   });
   return joinTokens(out, options.trailingSpace ?? true);

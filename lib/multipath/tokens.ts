@@ -82,6 +82,33 @@ export function checkToken(field: string, value: unknown): string {
   return value;
 }
 
+/** checkToken over a list; fields are named `field[i]`. */
+export function checkTokens(field: string, values: readonly unknown[]): string[] {
+  return values.map((v, i) => checkToken(`${field}[${i}]`, v));
+}
+
+/** A group number (initial or current): 0 exactly when there are no groups, as multipath_ctr requires. */
+export function checkGroupNumber(field: string, value: unknown, groupCount: number): string {
+  const text = checkCount(field, value);
+  if ((groupCount === 0) !== (value === 0)) throw new MultipathValueError(field, value, 'must be 0 exactly when there are no groups');
+  return text;
+}
+
+/**
+ * The per-path arg count a group states once for all its paths: the groups
+ * need at least one path (parse_priority_group) and every path that many args.
+ */
+export function uniformArgCount<P>(field: string, paths: readonly P[], argsOf: (p: P) => readonly unknown[], argsName: string): number {
+  const first = paths[0];
+  if (first === undefined) throw new MultipathValueError(`${field}.paths`, paths.length, 'a group needs at least one path');
+  const n = argsOf(first).length;
+  paths.forEach((p, i) => {
+    const len = argsOf(p).length;
+    if (len !== n) throw new MultipathValueError(`${field}.paths[${i}].${argsName}`, len, `every path in a group needs the same number of ${argsName} (${n}, as path 0)`);
+  });
+  return n;
+}
+
 /** Returns `value` formatted as the kernel prints an unsigned count (%u); throws MultipathValueError otherwise. */
 export function checkCount(field: string, value: unknown): string {
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
@@ -158,6 +185,16 @@ export class TokenReader {
     const n = Number(t);
     if (n < min) this.fail(this.pos, `${expected} (at least ${min})`);
     this.pos++;
+    return n;
+  }
+
+  /** A group number (initial or current): 0 exactly when there are no groups, as multipath_ctr requires. */
+  groupNumber(expected: string, groupCount: number): number {
+    const at = this.pos;
+    const n = this.count(expected);
+    if ((groupCount === 0) !== (n === 0)) {
+      this.fail(at, groupCount === 0 ? `${expected} 0 (there are no groups)` : `${expected} of at least 1`);
+    }
     return n;
   }
 

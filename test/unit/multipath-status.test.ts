@@ -8,11 +8,11 @@ import {
   formatMultipathStatus,
   parseMultipathStatusLine,
   formatMultipathStatusLine,
-  MultipathParseError,
   MultipathValueError,
   type MultipathStatus,
   type StatusPath,
 } from '../../lib/multipath';
+import { assertParseErrors, type MalformedCase } from './helpers/parse-errors';
 
 const path = (device: string, state: 'active' | 'failed', failCount: number, ...selectorArgs: string[]): StatusPath => ({
   device,
@@ -117,14 +117,14 @@ test('whole status lines from dmsetup parse and format back exactly', () => {
   assert.equal(formatMultipathStatusLine(parsed), line);
 });
 
-const malformed: Array<[string, number, string | undefined, RegExp]> = [
+const malformed: MalformedCase[] = [
   ['', 0, undefined, /number of feature fields/],
   ['3 1 0 0 0 0', 0, '3', /2 \(queue_io and pg_init_count\)/],
   ['2 2 0 0 0 0', 1, '2', /queue_io flag/],
   ['2 1 x 0 0 0', 2, 'x', /pg_init_count/],
   ['2 1 0 1', 4, undefined, /hardware handler status args 1 of 1/],
-  ['2 1 0 0 1 0 E 0 1 0 8:0 A 0', 5, '0', /group number of at least 1/],
-  ['2 1 0 0 0 2', 5, '2', /group number 0/],
+  ['2 1 0 0 1 0 E 0 1 0 8:0 A 0', 5, '0', /current priority group number of at least 1/],
+  ['2 1 0 0 0 2', 5, '2', /current priority group number 0/],
   ['2 1 0 0 1 1 X 0 1 0 8:0 A 0', 6, 'X', /state of group 1 \(A, E or D\)/],
   ['2 1 0 0 1 1 E 0 0 0', 8, '0', /number of paths in group 1 .*at least 1/],
   ['2 1 0 0 1 1 E 0 1 0 8:0 B 0', 11, 'B', /state of path 1 in group 1 \(A or F\)/],
@@ -136,19 +136,7 @@ const malformed: Array<[string, number, string | undefined, RegExp]> = [
 ];
 
 test('malformed statuses throw MultipathParseError naming the token, its index and the expectation', () => {
-  for (const [input, index, token, expected] of malformed) {
-    assert.throws(
-      () => parseMultipathStatus(input),
-      (err: unknown) => {
-        assert.ok(err instanceof MultipathParseError, `${JSON.stringify(input)}: ${String(err)}`);
-        assert.equal(err.index, index, `index for ${JSON.stringify(input)}: ${err.message}`);
-        assert.equal(err.token, token, `token for ${JSON.stringify(input)}: ${err.message}`);
-        assert.match(err.expected, expected, `expectation for ${JSON.stringify(input)}: ${err.message}`);
-        assert.match(err.message, /^multipath status: expected /);
-        return true;
-      },
-    );
-  }
+  assertParseErrors(parseMultipathStatus, malformed, 'multipath status');
 });
 
 test('the status builder refuses unsafe or inconsistent values', () => {

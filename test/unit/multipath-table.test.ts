@@ -17,6 +17,7 @@ import {
   type MultipathFeature,
   type TablePathGroup,
 } from '../../lib/multipath';
+import { assertParseErrors, type MalformedCase } from './helpers/parse-errors';
 
 const rr = (devs: string[], arg = '1'): TablePathGroup => ({
   selector: 'round-robin',
@@ -144,8 +145,7 @@ test('summarizeFeatures folds the list, last value winning', () => {
   });
 });
 
-// [input, index of the offending token, the token (undefined: input ended), a word of the expectation]
-const malformed: Array<[string, number, string | undefined, RegExp]> = [
+const malformed: MalformedCase[] = [
   ['', 0, undefined, /number of feature args/],
   ['x 0 0 0', 0, 'x', /number of feature args/],
   ['-1 0 0 0', 0, '-1', /unsigned decimal/],
@@ -162,8 +162,8 @@ const malformed: Array<[string, number, string | undefined, RegExp]> = [
   ['0 2 alua', 3, undefined, /hardware handler args 2 of 2/],
   ['0 0', 2, undefined, /number of priority groups/],
   ['0 0 1', 3, undefined, /initial priority group/],
-  ['0 0 1 0 round-robin 0 1 0 8:0', 3, '0', /initial group of at least 1/],
-  ['0 0 0 1', 3, '1', /initial group 0/],
+  ['0 0 1 0 round-robin 0 1 0 8:0', 3, '0', /initial priority group number of at least 1/],
+  ['0 0 0 1', 3, '1', /initial priority group number 0 \(there are no groups\)/],
   ['0 0 1 1', 4, undefined, /path selector name of group 1/],
   ['0 0 1 1 round-robin x 1 0 8:0', 5, 'x', /selector args of group 1/],
   ['0 0 1 1 round-robin 0 0 0', 6, '0', /number of paths in group 1 .*at least 1/],
@@ -177,20 +177,7 @@ const malformed: Array<[string, number, string | undefined, RegExp]> = [
 ];
 
 test('malformed tables throw MultipathParseError naming the token, its index and the expectation', () => {
-  for (const [input, index, token, expected] of malformed) {
-    assert.throws(
-      () => parseMultipathTable(input),
-      (err: unknown) => {
-        assert.ok(err instanceof MultipathParseError, `${JSON.stringify(input)}: ${String(err)}`);
-        assert.equal(err.index, index, `index for ${JSON.stringify(input)}: ${err.message}`);
-        assert.equal(err.token, token, `token for ${JSON.stringify(input)}: ${err.message}`);
-        assert.match(err.expected, expected, `expectation for ${JSON.stringify(input)}: ${err.message}`);
-        assert.equal(err.input, input);
-        assert.match(err.message, /^multipath table: expected .* at token \d+, found /);
-        return true;
-      },
-    );
-  }
+  assertParseErrors(parseMultipathTable, malformed, 'multipath table');
 });
 
 const base: MultipathTable = { features: [], hardwareHandler: null, initialGroup: 1, groups: [rr(['8:0', '8:16'])] };
