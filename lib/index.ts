@@ -1,6 +1,8 @@
 // Public API of mpath-watchdog.
 export type { DmVersion } from './native';
 import { native, type DmVersion } from './native';
+export { SyscallError, errnoName, type SyscallErrorFields } from './errors';
+export * from './multipath';
 
 /** The dm ioctl interface version this build of the addon was compiled against. */
 export function compiledDmVersion(): DmVersion {
