@@ -349,7 +349,7 @@ function onLatencyWindow<E>(state: PolicyState, obs: LatencyWindowObservation, n
       bestPath: best.path,
       bestMedianMs: best.medianMs,
     };
-    const r = tryFail(out.state, id, evidence, now, o);
+    const r = tryFail<E>(out.state, id, evidence, now, o);
     out = { state: r.state, decisions: [...out.decisions, ...r.decisions] };
   }
   return out;
