@@ -15,10 +15,11 @@
 // nearly every completion. The only eager re-arm is when a deadline earlier
 // than the armed one appears (a stamp out of order, a shorter timeout).
 //
-// Insertion order is trusted to be submit order. The engine stamps submits
-// from more than one thread in its fallback mode, so stamps may be slightly
-// out of order; an I/O queued behind a later-stamped one is reported at most
-// that disorder late.
+// Insertion order is nearly submit order, but not exactly: the engine stamps
+// submits on more than one thread in its fallback mode. An I/O whose stamp is
+// older than the tail's is walked back into place from the tail, which costs
+// O(1) for in-order stamps and O(disorder) otherwise, and keeps the head
+// exactly the earliest deadline.
 import type { Clock, TimerHandle } from './clock';
 
 /** One tracked I/O, as the caller sees it. */
@@ -84,12 +85,24 @@ class List<T> {
   constructor(readonly id: ListId) {}
 
   push(n: Node<T>): void {
+    this.insertAfter(this.tail, n);
+  }
+
+  /** Inserts in submit order, walking back from the tail past later stamps. */
+  insertSorted(n: Node<T>): void {
+    let after = this.tail;
+    while (after && after.submitMs > n.submitMs) after = after.prev;
+    this.insertAfter(after, n);
+  }
+
+  insertAfter(after: Node<T> | null, n: Node<T>): void {
     n.list = this.id;
-    n.prev = this.tail;
-    n.next = null;
-    if (this.tail) this.tail.next = n;
+    n.prev = after;
+    n.next = after ? after.next : this.head;
+    if (n.next) n.next.prev = n;
+    else this.tail = n;
+    if (after) after.next = n;
     else this.head = n;
-    this.tail = n;
     this.size++;
   }
 
@@ -163,7 +176,7 @@ export class InflightTracker<T> {
     if (this.#stopped) throw new Error('InflightTracker: track() after stop()');
     if (!Number.isFinite(submitMs)) throw new RangeError(`submitMs must be finite, got ${submitMs}`);
     const n = new Node(this.#nextId++, submitMs, data);
-    this.#pending.push(n);
+    this.#pending.insertSorted(n);
     const deadline = submitMs + this.#timeoutMs;
     if (deadline < this.#timerAt) this.#arm(deadline);
     return n;
