@@ -24,7 +24,8 @@ function bucketTopUs(b: number): number {
   if (b < SUB) return b;
   const exp = SUB_BITS + Math.floor((b - SUB) / SUB);
   const sub = (b - SUB) % SUB;
-  return ((SUB + sub + 1) << (exp - SUB_BITS)) - 1;
+  // Multiplication, not <<: the top bucket reaches 2^31, past int32.
+  return (SUB + sub + 1) * 2 ** (exp - SUB_BITS) - 1;
 }
 
 /** Latency histogram in ms with O(1) record and cheap quantiles (upper bounds, ≤ 6.25 % high). */
@@ -69,7 +70,8 @@ export class LogHistogram {
     let seen = 0;
     for (let b = 0; b < HISTOGRAM_BUCKETS; b++) {
       seen += this.#counts[b];
-      if (seen >= rank) return Math.min(bucketTopUs(b) / 1000, this.#max);
+      // The last bucket also holds everything clamped into it; only max bounds it.
+      if (seen >= rank) return b === HISTOGRAM_BUCKETS - 1 ? this.#max : Math.min(bucketTopUs(b) / 1000, this.#max);
     }
     return this.#max;
   }
