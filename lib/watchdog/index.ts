@@ -1,0 +1,37 @@
+// The watchdog's pure pieces: clock, in-flight tracker, latency statistics
+// and policy. The Watchdog class that wires them to the engine and dm builds
+// on these.
+export { type Clock, type TimerHandle, type SystemClockOptions, SystemClock, msFromNs } from './clock';
+export { FakeClock } from './fake-clock';
+export { type TrackedIo, type LateIo, type TrackerOptions, InflightTracker } from './tracker';
+export { LogHistogram, HISTOGRAM_BUCKETS } from './histogram';
+export {
+  type MedianSample,
+  type LatencyOptions,
+  type PathLatencySnapshot,
+  SlidingMedian,
+  WindowedHistogram,
+  PathLatency,
+  LatencyBook,
+} from './latency';
+export { type PolicyOptions, type PolicyOptionsInput, resolvePolicyOptions } from './policy-options';
+export {
+  type PathId,
+  type PathStatus,
+  type PathPolicyState,
+  type PolicyState,
+  type LateObservation,
+  type CompletedObservation,
+  type LatencyWindowObservation,
+  type ProbeObservation,
+  type DmStatusObservation,
+  type ActionFailedObservation,
+  type Observation,
+  type FailEvidence,
+  type IgnoreReason,
+  type Decision,
+  type Outcome,
+  createPolicyState,
+  usablePaths,
+  decide,
+} from './policy';
