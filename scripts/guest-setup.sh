@@ -3,7 +3,16 @@
 # vagrant/Vagrantfile: load the device-mapper modules and create two
 # scsi_debug hosts that show one LUN, i.e. two real SCSI paths with the same
 # WWID and shared data. Idempotent: a second run changes nothing.
+#
+#   guest-setup.sh [scsi_debug|iscsi]
+# iscsi adds the LIO + open-iscsi topology of scripts/guest-iscsi.sh (two
+# network paths to one LUN) beside the scsi_debug paths.
 set -eu
+topology=${1:-scsi_debug}
+case "$topology" in
+  scsi_debug|iscsi) ;;
+  *) echo "guest-setup: unknown topology '$topology' (scsi_debug or iscsi)" >&2; exit 2 ;;
+esac
 
 for m in sd_mod dm_mod dm_multipath dm_round_robin dm_queue_length dm_service_time dm_delay dm_flakey loop; do
   modprobe "$m" || { echo "guest-setup: modprobe $m failed" >&2; exit 1; }
@@ -33,3 +42,7 @@ while [ "$(scsi_debug_disks | wc -l)" -lt 2 ]; do
   fi
   sleep 0.1
 done
+
+if [ "$topology" = iscsi ]; then
+  sh "$(dirname "$0")/guest-iscsi.sh"
+fi

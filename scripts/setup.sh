@@ -15,11 +15,13 @@ apt-get update -qq
 # qemu + busybox-static + cpio + kmod: the VM and its initramfs; dmsetup,
 # multipath-tools, fio, valgrind: oracles, peers and checkers used in the guest
 # (it sees this machine's root); liburing-dev: the io_uring engine; vagrant:
-# offline validation of vagrant/Vagrantfile.
+# offline validation of vagrant/Vagrantfile; open-iscsi, nftables, udev: the
+# iSCSI topology (LIO target and initiator in the guest).
 apt-get install -y -qq --no-install-recommends \
   build-essential python3 pkg-config liburing-dev \
   qemu-system-x86 busybox-static cpio gzip kmod \
   dmsetup multipath-tools fio valgrind util-linux iproute2 \
+  open-iscsi nftables udev procps \
   vagrant >/dev/null
 
 npm ci --no-audit --no-fund

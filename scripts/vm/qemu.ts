@@ -26,11 +26,16 @@ export interface BootOptions {
   cpus: number;
   /** Where the guest console goes. */
   out: NodeJS.WritableStream;
+  /** The guest's storage topology (scripts/guest-setup.sh). */
+  topology: Topology;
   /** Show the kernel's boot messages. */
   verbose: boolean;
   /** Stops the run early (kills qemu). */
   signal?: AbortSignal;
 }
+
+/** The guest's storage: scsi_debug paths only, or also two iSCSI paths over loopback. */
+export type Topology = 'scsi_debug' | 'iscsi';
 
 /** How a boot ended. */
 export interface BootResult {
@@ -54,6 +59,7 @@ export function qemuArgs(o: BootOptions, reportFile: string): string[] {
     `mpw_stage2=${o.stage2}`,
     `mpw_job=${o.job}`,
     `mpw_modules=${o.kernel.modulesDir}`,
+    `mpw_topology=${o.topology}`,
   ].join(' ');
   return [
     '-accel', 'tcg,thread=multi',

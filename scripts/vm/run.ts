@@ -26,6 +26,9 @@ options:
                        after it and the runner exits 124 (default 300)
   --memory MIB         guest memory (default 2048)
   --cpus N             guest CPUs (default 2)
+  --topology NAME      scsi_debug (default): two scsi_debug paths to one LUN;
+                       iscsi: also a LIO target on 127.0.0.1 and 127.0.0.2 with
+                       open-iscsi logged in to both, and udevd running
   --env NAME=VALUE     set a variable for the command (repeatable)
   --verbose            show the kernel's boot messages
   --fetch-kernel-only  fetch and unpack the guest kernel, build the initramfs, exit
@@ -39,6 +42,7 @@ const OPTIONS = {
   memory: { type: 'string' },
   cpus: { type: 'string' },
   env: { type: 'string', multiple: true },
+  topology: { type: 'string' },
   verbose: { type: 'boolean' },
   'fetch-kernel-only': { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
@@ -95,6 +99,8 @@ async function main(argv: string[]): Promise<number> {
   const deadlineS = positiveInt('deadline', values.deadline, 300);
   const memoryMiB = positiveInt('memory', values.memory, 2048);
   const cpus = positiveInt('cpus', values.cpus, 2);
+  const topology = values.topology ?? 'scsi_debug';
+  if (topology !== 'scsi_debug' && topology !== 'iscsi') throw new VmError(`--topology must be scsi_debug or iscsi, got '${topology}'`, 2);
   const log = (line: string): void => void process.stderr.write(`vm: ${line}\n`);
 
   const kernel = await ensureKernel(log);
@@ -125,7 +131,7 @@ async function main(argv: string[]): Promise<number> {
     await writeFile(job, jobScript(split.command, PROJECT_ROOT, env), { mode: 0o755 });
     const result = await boot({
       kernel, initrd, stage2: STAGE2, job, runDir,
-      deadlineMs: deadlineS * 1000, memoryMiB, cpus,
+      deadlineMs: deadlineS * 1000, memoryMiB, cpus, topology,
       out: process.stdout, verbose: values.verbose ?? false, signal: ac.signal,
     });
     log(`guest exited ${result.exitCode} after ${(result.elapsedMs / 1000).toFixed(1)} s (boot, command and power-off)`);

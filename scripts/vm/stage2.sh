@@ -7,11 +7,12 @@ export HOME=/root LANG=C.UTF-8
 
 report() { echo "$*" > /dev/ttyS1; }
 
-job= modules=
+job= modules= topology=scsi_debug
 for arg in $(cat /proc/cmdline); do
   case "$arg" in
     mpw_job=*) job=${arg#mpw_job=} ;;
     mpw_modules=*) modules=${arg#mpw_modules=} ;;
+    mpw_topology=*) topology=${arg#mpw_topology=} ;;
   esac
 done
 
@@ -45,7 +46,8 @@ hostname mpw-guest 2>/dev/null
 ip link set lo up 2>/dev/null
 
 here=$(dirname "$0")
-if ! sh "$here/../guest-setup.sh"; then
+mkdir -p /run/lock
+if ! sh "$here/../guest-setup.sh" "$topology"; then
   report "setup-failed"
   halt
 fi

@@ -70,3 +70,21 @@ test('bad runner options are refused with status 2 before anything boots', { tim
   assert.equal(none.exitCode, 2);
   assert.match(none.stderr, /no command given/);
 });
+
+test('the iscsi topology gives two LIO paths, one per portal, with one WWID', { timeout: 300_000 }, async () => {
+  const show = 'for d in /sys/block/sd*; do grep -q LIO-ORG $d/device/vendor && echo "lio ${d##*/} $(cat $d/device/wwid)"; done; iscsiadm -m session';
+  const r = await vm(['--deadline', '240', '--topology', 'iscsi', '--', 'sh', '-c', show]);
+  assert.equal(r.exitCode, 0, r.all);
+  const paths = [...r.stdout.matchAll(/^lio (sd\w+) (\S+)$/gm)];
+  assert.equal(paths.length, 2, r.stdout);
+  assert.equal(paths[0]?.[2], paths[1]?.[2]);
+  assert.match(paths[0]?.[2] ?? '', /^naa\.6001405/);
+  assert.match(r.stdout, /127\.0\.0\.1:3260,1 iqn\.2026-11\.org\.mpath-watchdog:lun0/);
+  assert.match(r.stdout, /127\.0\.0\.2:3260,1 iqn\.2026-11\.org\.mpath-watchdog:lun0/);
+});
+
+test('an unknown topology is refused with status 2', { timeout: 60_000 }, async () => {
+  const r = await vm(['--topology', 'fc', '--', 'true']);
+  assert.equal(r.exitCode, 2, r.all);
+  assert.match(r.stderr, /--topology must be scsi_debug or iscsi, got 'fc'/);
+});

@@ -57,7 +57,7 @@ test('qemu runs under TCG, with no network, the host root read-only and no reboo
   const args = qemuArgs({
     kernel: { release: 'r', vmlinuz: '/k/vmlinuz', modulesDir: '/k/lib/modules/r' },
     initrd: '/i.cpio.gz', stage2: '/p/scripts/vm/stage2.sh', job: '/tmp/j/job.sh', runDir: '/tmp/j',
-    deadlineMs: 1000, memoryMiB: 2048, cpus: 2, out: process.stdout, verbose: false,
+    deadlineMs: 1000, memoryMiB: 2048, cpus: 2, out: process.stdout, verbose: false, topology: 'iscsi',
   }, '/tmp/j/report');
   const joined = args.join(' ');
   assert.match(joined, /-accel tcg,thread=multi/);
@@ -69,4 +69,5 @@ test('qemu runs under TCG, with no network, the host root read-only and no reboo
   assert.match(append, /mpw_job=\/tmp\/j\/job.sh/);
   assert.match(append, /mpw_modules=\/k\/lib\/modules\/r/);
   assert.match(append, /panic=-1/);
+  assert.match(append, /mpw_topology=iscsi/);
 });
