@@ -127,12 +127,22 @@ export class DeviceMapper {
     );
   }
 
+  /**
+   * DM_TABLE_LOAD. ENXIO means either no such dm device or a table naming a
+   * missing block device (dm_get_device()); a status call tells them apart.
+   */
   async #load(raw: RawDeviceRef, label: string, targets: RawDmTarget[], readOnly: boolean, devno?: DmDevno): Promise<RawDmInfo> {
-    return this.#call(() => this.#n.dmTableLoad(raw, targets, { readOnly }), {
-      device: label,
-      explain: true,
-      ...(devno ? { devno } : {}),
-    });
+    const since = monotonicUsec();
+    try {
+      return await this.#n.dmTableLoad(raw, targets, { readOnly });
+    } catch (e) {
+      const errno = (e as { errno?: unknown }).errno;
+      let own = devno;
+      if (errno === E.ENXIO && own === undefined) own = await this.#n.dmDevStatus(raw).catch(() => undefined);
+      const tableFault = errno === E.EINVAL || (errno === E.ENXIO && own !== undefined);
+      const kernelMessage = tableFault ? kernelComplaint(since, own && `${own.major}:${own.minor}`) : undefined;
+      throw toDmError(e, { device: label, kernelMessage, tableFault });
+    }
   }
 
   /** Loads `table` into the inactive slot; resume() makes it live. */

@@ -30,6 +30,8 @@ export interface DmErrorContext {
   message?: string | undefined;
   /** The kernel's complaint, if read from its log. */
   kernelMessage?: string | undefined;
+  /** The device exists and the kernel refused the table itself. */
+  tableFault?: boolean | undefined;
 }
 
 /** The sentence for errno `errno` from ioctl `syscall`. */
@@ -38,13 +40,11 @@ export function describeDmFailure(syscall: string, errno: number, ctx: DmErrorCo
   const why = ctx.kernelMessage ? `: ${ctx.kernelMessage}` : '';
   if (errno === E.EACCES || errno === E.EPERM) return `device-mapper control needs root (CAP_SYS_ADMIN) for ${syscall}`;
   if (errno === E.ENOENT && syscall.startsWith('DM_')) return `/dev/mapper/control is missing: is device-mapper (dm-mod) loaded?`;
+  if (syscall === 'DM_TABLE_LOAD' && ctx.tableFault) return `table rejected by the kernel for${dev}${why}`;
   if (errno === E.ENXIO && ctx.device !== undefined) return `no such device-mapper device${dev}`;
   switch (syscall) {
     case 'DM_DEV_CREATE':
       if (errno === E.EBUSY) return `device-mapper device${dev} already exists`;
-      break;
-    case 'DM_TABLE_LOAD':
-      if (errno === E.EINVAL) return `table rejected by the kernel for${dev}${why}`;
       break;
     case 'DM_TARGET_MSG':
       if (errno === E.EINVAL) return `message '${ctx.message ?? ''}' rejected by device-mapper device${dev}${why}`;
