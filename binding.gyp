@@ -6,7 +6,8 @@
     {
       "target_name": "mpath_watchdog",
       "sources": [
-        "native/addon.cc"
+        "native/addon.cc",
+        "native/dm_control.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")"

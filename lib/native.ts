@@ -1,5 +1,8 @@
 // The one place that loads the addon; everything native is typed here.
 import bindings from 'bindings';
+// --- dm control ---
+import type { NativeDmControl } from './dm/native-types';
+// --- end dm control ---
 
 /** A device-mapper ioctl interface version (major.minor.patch). */
 export interface DmVersion {
@@ -12,7 +15,7 @@ export interface DmVersion {
 }
 
 /** The raw exports of the native addon. */
-export interface NativeAddon {
+export interface NativeAddon extends NativeDmControl {
   /** The dm ioctl interface version from the headers the addon was built against. */
   compiledDmVersion(): DmVersion;
 }

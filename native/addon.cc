@@ -4,6 +4,10 @@
 
 #include <linux/dm-ioctl.h>
 
+// --- dm control (native/dm_control.cc) ---
+#include "dm_control.h"
+// --- end dm control ---
+
 namespace {
 
 // The dm ioctl interface version the addon was compiled against
@@ -19,6 +23,9 @@ Napi::Value CompiledDmVersion(const Napi::CallbackInfo& info) {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("compiledDmVersion", Napi::Function::New(env, CompiledDmVersion, "compiledDmVersion"));
+  // --- dm control ---
+  mpw::InitDmControl(env, exports);
+  // --- end dm control ---
   return exports;
 }
 

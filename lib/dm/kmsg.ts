@@ -1,0 +1,71 @@
+// The kernel says why it refused a table or a message only in its log
+// (DMERR in drivers/md/dm-table.c, dm-ioctl.c), so after such a failure we read
+// the recent device-mapper lines from /dev/kmsg. Best effort: unreadable log,
+// no line, no reason.
+import { closeSync, constants, openSync, readSync } from 'node:fs';
+
+/** One /dev/kmsg record: "prio,seq,usec,flags;text". */
+export interface KmsgRecord {
+  /** Microseconds since boot (the kernel's local clock). */
+  usec: number;
+  text: string;
+}
+
+/** Parses one /dev/kmsg record; undefined for malformed ones. */
+export function parseKmsgRecord(record: string): KmsgRecord | undefined {
+  const m = /^\d+,\d+,(\d+),[^;]*;([^\n]*)/.exec(record);
+  return m ? { usec: Number(m[1]), text: m[2] as string } : undefined;
+}
+
+/** The device-mapper lines of `records` logged since `sinceUsec`, preferring those naming `devno`. */
+export function pickDmComplaint(records: readonly KmsgRecord[], sinceUsec: number, devno?: string): string | undefined {
+  const recent = records.filter((r) => r.usec >= sinceUsec && r.text.startsWith('device-mapper:'));
+  const own = devno === undefined ? [] : recent.filter((r) => r.text.includes(`${devno}:`));
+  const chosen = own.length > 0 ? own : recent;
+  if (chosen.length === 0) return undefined;
+  return chosen
+    .slice(-3)
+    .map((r) => r.text.replace(/^device-mapper: /, ''))
+    .join('; ');
+}
+
+/** Reads every record now in the ring. Non-blocking: O_NONBLOCK ends at EAGAIN. */
+function readKmsg(): KmsgRecord[] {
+  const out: KmsgRecord[] = [];
+  let fd: number;
+  try {
+    fd = openSync('/dev/kmsg', constants.O_RDONLY | constants.O_NONBLOCK);
+  } catch {
+    return out;
+  }
+  try {
+    const buf = Buffer.alloc(8192);
+    for (let i = 0; i < 100_000; i++) {
+      let n: number;
+      try {
+        n = readSync(fd, buf, 0, buf.length, null);
+      } catch (e) {
+        // EPIPE: a record was overwritten while we read; the next read continues.
+        if ((e as NodeJS.ErrnoException).code === 'EPIPE') continue;
+        break;
+      }
+      if (n <= 0) break;
+      const rec = parseKmsgRecord(buf.toString('utf8', 0, n));
+      if (rec) out.push(rec);
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return out;
+}
+
+/** Microseconds since boot now, on the clock the kernel log uses (close to CLOCK_MONOTONIC). */
+export function monotonicUsec(): number {
+  return Number(process.hrtime.bigint() / 1000n);
+}
+
+/** The kernel's recent device-mapper complaint since `sinceUsec`, if any. */
+export function kernelComplaint(sinceUsec: number, devno?: string): string | undefined {
+  // A little slack: the log clock and CLOCK_MONOTONIC drift apart slightly.
+  return pickDmComplaint(readKmsg(), sinceUsec - 200_000, devno);
+}
