@@ -3,6 +3,7 @@ export type { DmVersion } from './native';
 import { native, type DmVersion } from './native';
 export { SyscallError, errnoName, type SyscallErrorFields } from './errors';
 export * from './multipath';
+export * from './dm';
 
 /** The dm ioctl interface version this build of the addon was compiled against. */
 export function compiledDmVersion(): DmVersion {

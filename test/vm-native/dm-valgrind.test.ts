@@ -1,12 +1,12 @@
 // The native dm code under valgrind: no invalid access, no definite leak, on
-// the success and error paths alike (see helpers/dm-exercise.ts).
+// the success and error paths alike (see test/vm/helpers/dm-exercise.ts).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 
 test('dm control under valgrind: no memory errors, no definite leaks', { timeout: 600_000 }, async () => {
   const { execa } = await import('execa');
-  const script = join(__dirname, 'helpers', 'dm-exercise.js');
+  const script = join(__dirname, '..', 'vm', 'helpers', 'dm-exercise.js');
   const r = await execa(
     'valgrind',
     ['--error-exitcode=99', '--leak-check=full', '--errors-for-leak-kinds=definite', '--show-leak-kinds=definite', '--track-fds=yes', process.execPath, script],
