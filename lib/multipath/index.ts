@@ -25,3 +25,5 @@ export {
 export type { TargetLine, MultipathLine } from './line';
 export { resolveBlockDevice, readWwid, identifyPath } from './paths';
 export type { BlockDevice, PathIdentity, SysfsOptions } from './paths';
+export { MultipathMap } from './map';
+export type { MultipathPath, MultipathMapOptions } from './map';
