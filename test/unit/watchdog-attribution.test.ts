@@ -5,7 +5,8 @@ import { test, beforeEach, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { FakeSysfs } from './helpers/fake-sysfs';
 import { FakeProbe } from './helpers/fake-probe';
-import { Attributor, CounterSampler, FakeClock, ProbeTimeoutError, type Attribution, type PathRef, type SuspectEvidence } from '../../lib/watchdog';
+import { parseMultipathStatus } from '../../lib/multipath';
+import { Attributor, CounterSampler, FakeClock, ProbeTimeoutError, usablePathDevnos, type Attribution, type PathRef, type SuspectEvidence } from '../../lib/watchdog';
 
 const A: PathRef = { devno: '254:1', name: 'dm-1' };
 const B: PathRef = { devno: '254:2', name: 'dm-2' };
@@ -221,4 +222,25 @@ test('a probe that rejects after its deadline is handled (no unhandled rejection
   } finally {
     process.off('unhandledRejection', onUnhandled);
   }
+});
+
+test('the usable paths of a dm status are its A paths, in every group, each once', () => {
+  const status = parseMultipathStatus('2 0 0 0 2 1 A 0 2 0 8:0 A 0 8:16 F 1 E 0 1 0 8:32 A 0 ');
+  assert.deepStrictEqual(usablePathDevnos(status), ['8:0', '8:32']);
+});
+
+test('the sampler keeps `depth` snapshots per device and finds the last one before a time', async () => {
+  const small = new CounterSampler({ clock, intervalMs: 100, depth: 3, devices: [A], sysfsRoot: fs.root });
+  for (let i = 0; i < 5; i++) {
+    await fs.complete(A.name, 1);
+    await small.sampleNow();
+    clock.advance(100);
+  }
+  // Rounds at 1010..1410; only the last three are kept.
+  assert.equal(small.before(A.devno, 1209), undefined);
+  assert.equal(small.before(A.devno, 1310)?.atMs, 1310);
+  assert.equal(small.before(A.devno, 1399)?.completed, 104);
+  assert.equal(small.latest(A.devno)?.completed, 105);
+  small.setDevices([B]);
+  assert.equal(small.latest(A.devno), undefined, 'a dropped device is forgotten');
 });
