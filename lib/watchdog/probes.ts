@@ -11,7 +11,12 @@
 import type { Clock } from './clock';
 import type { PathRef } from './counter-sampler';
 
-/** A direct read on one path device; honours `signal` if it can (a hung read cannot). */
+/**
+ * A direct read on one path device. It should settle only when the read is
+ * over in the kernel: one that rejects at `signal`'s abort while its read is
+ * still held lets the next attribution send a second probe to the hung path.
+ * `signal` is the hint to stop what can be stopped (a retry, a queued read).
+ */
 export type ProbeRead = (path: PathRef, signal: AbortSignal) => Promise<{ readonly latencyMs: number }>;
 
 /** What one probe said about a path. */
