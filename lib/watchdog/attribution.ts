@@ -16,8 +16,8 @@
 // as "healthy".
 import type { Clock } from './clock';
 import type { CounterReader, PathRef } from './counter-sampler';
-import { readCounters, type CounterSnapshot, type InflightCounts } from './sysfs-counters';
-import { ProbeRunner, isSuspectVerdict, type ProbeRead, type ProbeVerdict, type OutstandingProbe } from './probes';
+import { readCounters, inflightTotal as total, type CounterSnapshot, type InflightCounts } from './sysfs-counters';
+import { ProbeRunner, describeError, isSuspectVerdict, type ProbeRead, type ProbeVerdict, type OutstandingProbe } from './probes';
 
 /** Where the baselines come from: a CounterSampler, or anything with the same lookup. */
 export interface SnapshotHistory {
@@ -137,12 +137,6 @@ export interface AttributorOptions {
   readonly sysfsRoot?: string;
 }
 
-function describe(err: unknown): { error: string; code: string | null } {
-  const code = typeof err === 'object' && err !== null && typeof (err as { code?: unknown }).code === 'string' ? (err as { code: string }).code : null;
-  return { error: err instanceof Error ? err.message : String(err), code };
-}
-
-const total = (c: InflightCounts): number => c.reads + c.writes;
 
 /** Finds the path a late I/O is stuck on; one per map, kept for its record of hung probes. */
 export class Attributor {
@@ -206,7 +200,7 @@ export class Attributor {
   }
 
   #sysfsView(path: PathRef, read: PromiseSettledResult<{ snap: CounterSnapshot; atMs: number }>, submitMs: number): PathView {
-    if (read.status === 'rejected') return { path, sysfs: { kind: 'error', ...describe(read.reason) }, probe: null };
+    if (read.status === 'rejected') return { path, sysfs: { kind: 'error', ...describeError(read.reason) }, probe: null };
     const { snap, atMs: sampledAtMs } = read.value;
     const base = this.#history?.before(path.devno, submitMs);
     if (!base) return { path, sysfs: { kind: 'no-baseline', inflight: snap.inflight, sampledAtMs }, probe: null };
@@ -216,7 +210,7 @@ export class Attributor {
   }
 
   #mapView(map: PathRef, read: PromiseSettledResult<{ snap: CounterSnapshot; atMs: number }>, paths: readonly PathView[], submitMs: number): MapView {
-    if (read.status === 'rejected') return { kind: 'error', ...describe(read.reason) };
+    if (read.status === 'rejected') return { kind: 'error', ...describeError(read.reason) };
     const { snap } = read.value;
     const base = this.#history?.before(map.devno, submitMs);
     let sum: number | null = 0;

@@ -59,6 +59,8 @@ export interface CounterSamplerOptions {
   readonly read?: CounterReader;
   /** Where sysfs is, for the default reader. */
   readonly sysfsRoot?: string;
+  /** A listener threw; sampling goes on (default: ignored). */
+  readonly onListenerError?: (error: Error) => void;
 }
 
 function toError(err: unknown): Error {
@@ -71,6 +73,7 @@ export class CounterSampler {
   readonly #intervalMs: number;
   readonly #depth: number;
   readonly #read: CounterReader;
+  readonly #onListenerError: ((error: Error) => void) | undefined;
   #devices: PathRef[];
   readonly #rings = new Map<string, TimedSnapshot[]>();
   readonly #listeners = new Set<(round: SampleRound) => void>();
@@ -90,6 +93,7 @@ export class CounterSampler {
     const sysfsRoot = options.sysfsRoot;
     this.#read = options.read ?? ((d) => readCounters(d.name, sysfsRoot === undefined ? {} : { sysfsRoot }));
     this.#devices = [...(options.devices ?? [])];
+    this.#onListenerError = options.onListenerError;
   }
 
   /** Time between rounds, ms. */
@@ -203,8 +207,9 @@ export class CounterSampler {
     for (const fn of [...this.#listeners]) {
       try {
         fn(round);
-      } catch {
-        // A listener's bug must not stop sampling; listeners report their own errors.
+      } catch (err) {
+        // A listener's bug must not stop sampling (or the other listeners).
+        this.#onListenerError?.(toError(err));
       }
     }
     return round;

@@ -48,6 +48,7 @@ export {
   readBlockStat,
   readCounters,
   completedIos,
+  inflightTotal,
 } from './sysfs-counters';
 export {
   type PathRef,
@@ -59,7 +60,7 @@ export {
   CounterSampler,
 } from './counter-sampler';
 export { usablePathDevnos, resolveUsablePaths } from './usable-paths';
-export { type ProbeRead, type ProbeVerdict, type OutstandingProbe, ProbeTimeoutError, ProbeRunner, isSuspectVerdict } from './probes';
+export { type ProbeRead, type ProbeVerdict, type OutstandingProbe, ProbeTimeoutError, ProbeRunner, isSuspectVerdict, describeError } from './probes';
 export {
   type SnapshotHistory,
   type LateIoContext,

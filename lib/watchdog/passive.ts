@@ -19,7 +19,7 @@ import type { Clock } from './clock';
 import { CounterSampler, type CounterReader, type PathRef, type SampleRound, type TimedSnapshot } from './counter-sampler';
 import type { Attribution, LateIoContext, SuspectEvidence } from './attribution';
 import type { LateObservation } from './policy';
-import type { InflightCounts } from './sysfs-counters';
+import { inflightTotal as total, type InflightCounts } from './sysfs-counters';
 
 /** What the passive monitor saw, carried as a late observation's evidence. */
 export type PassiveEvidence =
@@ -90,7 +90,6 @@ interface Stall {
   readonly reported: boolean;
 }
 
-const total = (c: InflightCounts): number => c.reads + c.writes;
 
 // One sample's effect on a device's stall: `stalling` says there is work the
 // device owes; `progressed` says it delivered since the previous sample.
@@ -122,6 +121,7 @@ export class PassiveMonitor {
       // Enough history for a baseline one timeout back, plus slack.
       depth: Math.ceil(perTimeout) + 4,
       devices: this.#devices(),
+      onListenerError: (error) => options.onError(error, null),
       ...(options.read ? { read: options.read } : {}),
       ...(options.sysfsRoot !== undefined ? { sysfsRoot: options.sysfsRoot } : {}),
     });

@@ -56,7 +56,8 @@ interface Entry extends OutstandingProbe {
   readonly verdict: Promise<ProbeVerdict>;
 }
 
-function describe(err: unknown): { error: string; code: string | null } {
+/** An error as plain data for evidence: its message and errno code, if any. */
+export function describeError(err: unknown): { error: string; code: string | null } {
   const code = typeof err === 'object' && err !== null && typeof (err as { code?: unknown }).code === 'string' ? (err as { code: string }).code : null;
   return { error: err instanceof Error ? err.message : String(err), code };
 }
@@ -137,7 +138,7 @@ export class ProbeRunner {
         },
         (err: unknown) => {
           settle();
-          decide({ kind: 'error', ...describe(err) });
+          decide({ kind: 'error', ...describeError(err) });
         },
       );
     });

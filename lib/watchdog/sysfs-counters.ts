@@ -169,6 +169,11 @@ export function completedIos(stat: BlockStat): number {
   return stat.read.ios + stat.write.ios + (stat.discard?.ios ?? 0) + (stat.flush?.ios ?? 0);
 }
 
+/** Reads and writes in flight together. */
+export function inflightTotal(c: InflightCounts): number {
+  return c.reads + c.writes;
+}
+
 /** Reads `inflight` and `stat` of one device, in parallel. */
 export async function readCounters(name: string, options: SysfsRootOption = {}): Promise<CounterSnapshot> {
   const [inflight, stat] = await Promise.all([readInflight(name, options), readBlockStat(name, options)]);

@@ -242,3 +242,20 @@ test('options: fewer than 4 samples per timeout is refused', () => {
   assert.throws(() => monitor({ timeoutMs: 0 }), RangeError);
   assert.equal(monitor({ samplesPerTimeout: 8 }).sampler.intervalMs, TIMEOUT / 8);
 });
+
+test('an observer that throws is reported through onError, and sampling goes on', async () => {
+  await fs.set(A.name, { inflight: [1, 0] });
+  const m = monitor({
+    onObservation: () => {
+      throw new Error('observer bug');
+    },
+  });
+  m.start();
+  await m.settled();
+  await run(m, TIMEOUT + 2 * STEP);
+  const readsBefore = reads.length;
+  await run(m, STEP);
+  m.stop();
+  assert.deepStrictEqual(errors.map((e) => [e.error.message, e.device]), [['observer bug', null]]);
+  assert.ok(reads.length > readsBefore, 'still sampling');
+});
