@@ -35,3 +35,44 @@ export {
   usablePaths,
   decide,
 } from './policy';
+export {
+  type InflightCounts,
+  type StatGroup,
+  type BlockStat,
+  type CounterSnapshot,
+  type SysfsRootOption,
+  SysfsFormatError,
+  parseInflight,
+  parseBlockStat,
+  readInflight,
+  readBlockStat,
+  readCounters,
+  completedIos,
+  inflightTotal,
+} from './sysfs-counters';
+export {
+  type PathRef,
+  type CounterReader,
+  type TimedSnapshot,
+  type SampleError,
+  type SampleRound,
+  type CounterSamplerOptions,
+  CounterSampler,
+} from './counter-sampler';
+export { usablePathDevnos, resolveUsablePaths } from './usable-paths';
+export { type ProbeRead, type ProbeVerdict, type OutstandingProbe, ProbeTimeoutError, ProbeRunner, isSuspectVerdict, describeError } from './probes';
+export {
+  type SnapshotHistory,
+  type LateIoContext,
+  type SysfsView,
+  type SuspectEvidence,
+  type Suspect,
+  type PathView,
+  type MapView,
+  type AttributionMethod,
+  type AttributionDetails,
+  type Attribution,
+  type AttributorOptions,
+  Attributor,
+} from './attribution';
+export { type PassiveEvidence, type PassiveMapWatch, type PassiveOptions, PassiveMonitor } from './passive';

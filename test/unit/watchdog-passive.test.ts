@@ -1,0 +1,261 @@
+// Passive mode on a fake sysfs tree and a fake clock: a stalled path is
+// reported once it has made no progress for longer than the timeout, a
+// progressing one never, at no fewer than 4 samples per timeout.
+import { test, beforeEach, afterEach } from 'node:test';
+import assert from 'node:assert/strict';
+import { FakeSysfs } from './helpers/fake-sysfs';
+import { FakeProbe } from './helpers/fake-probe';
+import { SyscallError } from '../../lib/errors';
+import {
+  Attributor,
+  FakeClock,
+  PassiveMonitor,
+  createPolicyState,
+  decide,
+  readCounters,
+  resolvePolicyOptions,
+  type Attribution,
+  type LateObservation,
+  type PassiveEvidence,
+  type PassiveOptions,
+  type PathRef,
+} from '../../lib/watchdog';
+
+const A: PathRef = { devno: '254:1', name: 'dm-1' };
+const B: PathRef = { devno: '254:2', name: 'dm-2' };
+const MAP: PathRef = { devno: '254:0', name: 'dm-0' };
+const TIMEOUT = 1000;
+const STEP = TIMEOUT / 4;
+
+let fs: FakeSysfs;
+let clock: FakeClock;
+let seen: LateObservation<PassiveEvidence>[];
+let errors: { error: Error; device: PathRef | null }[];
+let reads: { devno: string; atMs: number }[];
+
+beforeEach(async () => {
+  fs = await FakeSysfs.create();
+  clock = new FakeClock(0);
+  seen = [];
+  errors = [];
+  reads = [];
+  for (const d of [A, B, MAP]) await fs.set(d.name, { reads: 50 });
+});
+
+afterEach(async () => {
+  await fs.dispose();
+});
+
+function monitor(extra: Partial<PassiveOptions> = {}): PassiveMonitor {
+  return new PassiveMonitor({
+    clock,
+    timeoutMs: TIMEOUT,
+    paths: [A, B],
+    read: (d) => {
+      reads.push({ devno: d.devno, atMs: clock.now() });
+      return readCounters(d.name, { sysfsRoot: fs.root });
+    },
+    onObservation: (obs) => seen.push(obs),
+    onError: (error, device) => errors.push({ error, device }),
+    ...extra,
+  });
+}
+
+/** Advances one sample interval at a time, letting each round finish. */
+async function run(m: PassiveMonitor, ms: number, between?: () => Promise<void>): Promise<void> {
+  for (let t = 0; t < ms; t += STEP) {
+    clock.advance(STEP);
+    await m.settled();
+    if (between) await between();
+  }
+}
+
+test('a path in flight with no completions is reported after more than the timeout, once, and the policy fails it', async () => {
+  await fs.set(A.name, { inflight: [1, 0] });
+  const m = monitor();
+  m.start();
+  await m.settled();
+  await run(m, TIMEOUT);
+  assert.equal(seen.length, 0, 'exactly one timeout of stall is not more than the timeout');
+  await run(m, STEP);
+  assert.equal(seen.length, 1);
+  const obs = seen[0]!;
+  assert.equal(obs.path, A.devno);
+  assert.equal(obs.lateByMs, STEP);
+  assert.equal(obs.submitMs, 0);
+  assert.deepStrictEqual(obs.evidence, { kind: 'passive-stall', inflight: { reads: 1, writes: 0 }, completed: 50, stallSinceMs: 0, stalledForMs: TIMEOUT + STEP, samples: 6 });
+
+  await run(m, 3 * TIMEOUT);
+  assert.equal(seen.length, 1, 'one report per stall');
+
+  const out = decide(createPolicyState({ [A.devno]: 'usable', [B.devno]: 'usable' }), obs, clock.now(), resolvePolicyOptions({ timeoutMs: TIMEOUT }));
+  const fail = out.decisions.find((d) => d.kind === 'fail');
+  assert.ok(fail && fail.kind === 'fail' && fail.path === A.devno, JSON.stringify(out.decisions));
+  assert.ok(fail.evidence.reason === 'timeout' && fail.evidence.trigger.evidence?.kind === 'passive-stall');
+
+  // Progress ends the stall; a new stall is reported anew.
+  await fs.complete(A.name, 1);
+  await run(m, STEP);
+  await run(m, TIMEOUT + STEP);
+  assert.equal(seen.length, 2);
+  m.stop();
+  assert.equal(clock.pending, 0, 'no timer left armed');
+  assert.deepStrictEqual(errors, []);
+});
+
+test('a path with I/O always in flight but completing is never reported', async () => {
+  await fs.set(A.name, { inflight: [4, 1] });
+  await fs.set(B.name, { inflight: [2, 0] });
+  const m = monitor();
+  m.start();
+  await m.settled();
+  await run(m, 5 * TIMEOUT, async () => {
+    await fs.complete(A.name, 3);
+    await fs.complete(B.name, 1);
+  });
+  m.stop();
+  assert.deepStrictEqual(seen, []);
+});
+
+test('every device is read at least 4 times in any window of one timeout', async () => {
+  const m = monitor();
+  m.start();
+  await m.settled();
+  await run(m, 3 * TIMEOUT);
+  m.stop();
+  for (const d of [A, B]) {
+    const at = reads.filter((r) => r.devno === d.devno).map((r) => r.atMs);
+    assert.ok(at.length >= 12, `${d.name}: ${at.length} reads`);
+    for (let from = 0; from + TIMEOUT <= 3 * TIMEOUT; from += STEP / 2) {
+      const inWindow = at.filter((t) => t > from && t <= from + TIMEOUT).length;
+      assert.ok(inWindow >= 4, `${d.name}: ${inWindow} reads in (${from}, ${from + TIMEOUT}]`);
+    }
+  }
+  const readsAtStop = reads.length;
+  clock.advance(10 * TIMEOUT);
+  await m.settled();
+  assert.equal(reads.length, readsAtStop, 'no sampling after stop');
+});
+
+test('a vanished path is reported through onError and sampling goes on', async () => {
+  const m = monitor();
+  m.start();
+  await m.settled();
+  await fs.remove(B.name);
+  await fs.set(A.name, { inflight: [1, 0] });
+  // The stall is first seen at 250 and is over the timeout at 1500.
+  await run(m, TIMEOUT + 2 * STEP);
+  m.stop();
+  assert.ok(errors.length >= 4, `${errors.length} errors`);
+  for (const { error, device } of errors) {
+    assert.ok(error instanceof SyscallError && error.code === 'ENOENT', String(error));
+    assert.deepStrictEqual(device, B);
+  }
+  assert.deepStrictEqual(seen.map((o) => o.path), [A.devno], 'the other path is still watched');
+});
+
+test('malformed counters are reported as errors, not thrown', async () => {
+  const m = monitor();
+  await fs.raw(A.name, 'inflight', 'garbage\n');
+  m.start();
+  await m.settled();
+  m.stop();
+  assert.equal(errors.length, 1);
+  assert.equal(errors[0]!.error.name, 'SysfsFormatError');
+});
+
+test('the dm rig: paths read 0 0, the map holds the I/O; the stall goes to attribution and the probed suspect is reported', async () => {
+  const probe = new FakeProbe().script(B.devno, { latencyMs: 2 });
+  const attributor = new Attributor({ clock, probe: probe.read, probeTimeoutMs: TIMEOUT, sysfsRoot: fs.root });
+  const calls: { submitMs: number }[] = [];
+  const unattributed: Attribution[] = [];
+  const m = monitor({
+    mapWatch: {
+      map: MAP,
+      attribute: (late) => {
+        calls.push({ submitMs: late.submitMs });
+        return attributor.attribute(late);
+      },
+    },
+    onUnattributed: (a) => unattributed.push(a),
+  });
+  m.start();
+  await m.settled();
+  clock.advance(STEP);
+  await m.settled();
+  await fs.set(MAP.name, { inflight: [1, 0] });
+  const sentA = probe.called(A.devno);
+  // The map stall starts at the next sample (500) and is over the timeout at 1750.
+  for (let i = 0; i < 5; i++) {
+    clock.advance(STEP);
+    await m.settled();
+  }
+  assert.equal(calls.length, 0);
+  clock.advance(STEP);
+  await m.sampler.settled();
+  assert.deepStrictEqual(calls, [{ submitMs: 2 * STEP }]);
+  await sentA;
+  await new Promise<void>((r) => setImmediate(r));
+  clock.advance(TIMEOUT);
+  await m.settled();
+  m.stop();
+  assert.deepStrictEqual(unattributed, []);
+  assert.equal(seen.length, 1);
+  const obs = seen[0]!;
+  assert.equal(obs.path, A.devno);
+  assert.equal(obs.submitMs, 2 * STEP);
+  const e = obs.evidence;
+  assert.ok(e?.kind === 'passive-map-stall', JSON.stringify(e));
+  assert.equal(e.method, 'probe');
+  assert.deepStrictEqual(e.map, MAP);
+  assert.ok(e.suspect.kind === 'probe' && e.suspect.verdict.kind === 'timeout', JSON.stringify(e.suspect));
+  assert.equal(clock.pending, 0);
+});
+
+test('a map with progress and nothing held above the paths is not a stall', async () => {
+  let attributed = 0;
+  const m = monitor({
+    mapWatch: {
+      map: MAP,
+      attribute: () => {
+        attributed++;
+        return Promise.reject(new Error('not expected'));
+      },
+    },
+  });
+  await fs.set(MAP.name, { inflight: [1, 0] });
+  await fs.set(A.name, { inflight: [1, 0] });
+  m.start();
+  await m.settled();
+  await run(m, 3 * TIMEOUT, async () => {
+    await fs.complete(MAP.name, 1);
+    await fs.complete(A.name, 1);
+  });
+  m.stop();
+  assert.equal(attributed, 0);
+  assert.deepStrictEqual(seen, []);
+  assert.deepStrictEqual(errors, []);
+});
+
+test('options: fewer than 4 samples per timeout is refused', () => {
+  assert.throws(() => monitor({ samplesPerTimeout: 3 }), RangeError);
+  assert.throws(() => monitor({ timeoutMs: 0 }), RangeError);
+  assert.equal(monitor({ samplesPerTimeout: 8 }).sampler.intervalMs, TIMEOUT / 8);
+});
+
+test('an observer that throws is reported through onError, and sampling goes on', async () => {
+  await fs.set(A.name, { inflight: [1, 0] });
+  const m = monitor({
+    onObservation: () => {
+      throw new Error('observer bug');
+    },
+  });
+  m.start();
+  await m.settled();
+  await run(m, TIMEOUT + 2 * STEP);
+  const readsBefore = reads.length;
+  await run(m, STEP);
+  m.stop();
+  assert.deepStrictEqual(errors.map((e) => [e.error.message, e.device]), [['observer bug', null]]);
+  assert.ok(reads.length > readsBefore, 'still sampling');
+});
