@@ -1,0 +1,48 @@
+// How a decision reaches the kernel. One interface, so that a multipathd-backed
+// action (whose `fail path` also pauses multipathd's checker) can replace the
+// dm message without the watchdog knowing.
+import type { MultipathMap } from '../multipath/map';
+import type { PathId } from './policy';
+
+/** Carries out fail and reinstate decisions for one map's paths (given as maj:min). */
+export interface PathActions {
+  /** A short name for logs and events ('dm-message', 'multipathd', 'dry-run'). */
+  readonly kind: string;
+  /** Fails the path; rejects when the kernel (or daemon) refuses. */
+  fail(path: PathId): Promise<void>;
+  /** Reinstates the path; rejects when refused. */
+  reinstate(path: PathId): Promise<void>;
+}
+
+/** fail_path / reinstate_path as dm target messages (drivers/md/dm-mpath.c, multipath_message). */
+export class DmMessageActions implements PathActions {
+  readonly kind = 'dm-message';
+  readonly #map: MultipathMap;
+
+  constructor(map: MultipathMap) {
+    this.#map = map;
+  }
+
+  async fail(path: PathId): Promise<void> {
+    await this.#map.failPath(path);
+  }
+
+  async reinstate(path: PathId): Promise<void> {
+    await this.#map.reinstatePath(path);
+  }
+}
+
+/** Decides and reports, changes nothing: every call resolves at once and is recorded. */
+export class DryRunActions implements PathActions {
+  readonly kind = 'dry-run';
+  /** What would have been done, in order. */
+  readonly log: { action: 'fail' | 'reinstate'; path: PathId }[] = [];
+
+  async fail(path: PathId): Promise<void> {
+    this.log.push({ action: 'fail', path });
+  }
+
+  async reinstate(path: PathId): Promise<void> {
+    this.log.push({ action: 'reinstate', path });
+  }
+}
