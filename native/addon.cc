@@ -4,6 +4,8 @@
 
 #include <linux/dm-ioctl.h>
 
+#include "io_engine.h"
+
 namespace {
 
 // The dm ioctl interface version the addon was compiled against
@@ -19,6 +21,8 @@ Napi::Value CompiledDmVersion(const Napi::CallbackInfo& info) {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("compiledDmVersion", Napi::Function::New(env, CompiledDmVersion, "compiledDmVersion"));
+  // I/O engine
+  InitIoEngine(env, exports);
   return exports;
 }
 
