@@ -116,7 +116,7 @@ class Core final : public Sink {
     }
     napi_value argv[1], recv, result;
     napi_create_uint32(env, static_cast<uint32_t>(n), &argv[0]);
-    napi_get_undefined(env, &recv);
+    napi_get_global(env, &recv);
     // make_callback, not call_function: promise reactions run right after.
     if (napi_make_callback(env, async, recv, cb, 1, argv, &result) == napi_pending_exception) {
       napi_value exc;
