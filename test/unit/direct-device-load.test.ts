@@ -3,10 +3,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import { DirectDevice, type NativeEngineKind } from '../../lib/io';
 import { withLoopDevice } from '../helpers/loop-device';
+import { collect } from '../helpers/gc';
 
 const MiB = 1 << 20;
 const ENGINES: NativeEngineKind[] = ['io_uring', 'threads'];
@@ -57,12 +56,6 @@ for (const engine of ENGINES) {
       }
     });
   });
-}
-
-/** Forces a full GC (the test runner does not pass --expose-gc). */
-function collect(): void {
-  setFlagsFromString('--expose-gc');
-  (runInNewContext('gc') as () => void)();
 }
 
 const MEMORY_COUNT = Number(process.env['MPW_IO_MEMORY_COUNT'] ?? 1_000_000);

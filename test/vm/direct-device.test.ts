@@ -2,10 +2,9 @@
 // device (dm-linear suspended with noflush) under close({signal}).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import { DirectDevice, IoError, CloseAbortedError, type NativeEngineKind } from '../../lib/io';
 import { scsiDebugDisks, sectors } from './helpers/scsi';
+import { collect } from '../helpers/gc';
 
 const exec = async (file: string, args: string[]) => (await import('execa')).execa(file, args);
 const ENGINES: NativeEngineKind[] = ['io_uring', 'threads'];
@@ -19,11 +18,6 @@ async function dmCreate(name: string, table: string): Promise<string> {
 async function dmCleanup(name: string): Promise<void> {
   await exec('dmsetup', ['resume', name]).catch(() => undefined);
   await exec('dmsetup', ['remove', name]).catch(() => undefined);
-}
-
-function collect(): void {
-  setFlagsFromString('--expose-gc');
-  (runInNewContext('gc') as () => void)();
 }
 
 for (const engine of ENGINES) {
