@@ -1,13 +1,21 @@
 {
   "variables": {
-    "asan%": "0"
+    "asan%": "0",
+    # I/O engine: the io_uring backend is built only when liburing is found.
+    "have_liburing%": "<!(pkg-config --exists liburing && echo 1 || echo 0)"
   },
   "targets": [
     {
       "target_name": "mpath_watchdog",
       "sources": [
         "native/addon.cc",
-        "native/dm_control.cc"
+        # dm control
+        "native/dm_control.cc",
+        # I/O engine
+        "native/io/common.cc",
+        "native/io/io_engine.cc",
+        "native/io/thread_backend.cc",
+        "native/io/uring_backend.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")"
@@ -22,6 +30,12 @@
       "cflags": ["-Wall", "-Wextra", "-Werror"],
       "cflags_cc": ["-std=c++17", "-fexceptions", "-Wall", "-Wextra", "-Werror"],
       "conditions": [
+        # I/O engine: liburing
+        ["have_liburing==1", {
+          "defines": ["MPW_HAVE_LIBURING"],
+          "cflags_cc": ["<!@(pkg-config --cflags liburing)"],
+          "libraries": ["<!@(pkg-config --libs liburing)"]
+        }],
         ["asan==1", {
           "cflags": ["-fsanitize=address", "-fno-omit-frame-pointer"],
           "cflags_cc": ["-fsanitize=address", "-fno-omit-frame-pointer"],

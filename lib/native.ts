@@ -22,3 +22,54 @@ export interface NativeAddon extends NativeDmControl {
 
 /** The loaded addon (build/Release/mpath_watchdog.node). */
 export const native: NativeAddon = bindings('mpath_watchdog') as NativeAddon;
+
+// ---- I/O engine (native/io/) ----
+
+/** Called on the main thread with the number of completions written to the engine's shared arrays. */
+export type IoCompletionCallback = (count: number) => void;
+
+/** Which backend a native engine runs. */
+export type NativeEngineKind = 'io_uring' | 'threads';
+
+/** One O_DIRECT file descriptor with its backend (native/io/io_engine.cc). */
+export interface NativeIoEngine {
+  /** The backend in use. */
+  readonly kind: NativeEngineKind;
+  /** Offset and length alignment (BLKSSZGET, or statx DIOALIGN for files). */
+  readonly logicalBlockSize: number;
+  /** Buffer address alignment. */
+  readonly memoryAlignment: number;
+  /** Bytes (BLKGETSIZE64, or st_size for files). */
+  readonly size: number;
+  /** True for a block device, false for a regular file. */
+  readonly isBlockDevice: boolean;
+  /** Queues one I/O (op 0 read, 1 write, 2 flush) in a free slot; 1 means the buffer address is unaligned and nothing was queued. */
+  prep(op: 0 | 1 | 2, slot: number, buf: Uint8Array | null, offset: number): 0 | 1;
+  /** Submits everything queued since the last call; returns how many. */
+  submit(): number;
+  /** Frees the fd, ring and threads; throws EBUSY while I/O is in flight. */
+  close(): void;
+  /** Stops in-flight I/O from keeping the process alive. */
+  unref(): void;
+}
+
+/** The IoEngine constructor: completions arrive as [slot, res] pairs in `info` and [submitNs, doneNs] pairs in `stamps`. */
+export type NativeIoEngineConstructor = new (
+  path: string,
+  kind: NativeEngineKind,
+  depth: number,
+  readOnly: boolean,
+  onComplete: IoCompletionCallback,
+  info: Int32Array,
+  stamps: BigInt64Array,
+) => NativeIoEngine;
+
+/** The I/O engine's exports, merged into NativeAddon. */
+export interface NativeAddon {
+  /** The engine class. */
+  IoEngine: NativeIoEngineConstructor;
+  /** Zeroed native memory aligned to `align`, freed when the Buffer is collected. */
+  allocAligned(bytes: number, align: number): Buffer;
+  /** Whether the addon was built with liburing. */
+  ioUringCompiledIn: boolean;
+}

@@ -4,9 +4,8 @@
 
 #include <linux/dm-ioctl.h>
 
-// --- dm control (native/dm_control.cc) ---
 #include "dm_control.h"
-// --- end dm control ---
+#include "io_engine.h"
 
 namespace {
 
@@ -23,9 +22,8 @@ Napi::Value CompiledDmVersion(const Napi::CallbackInfo& info) {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("compiledDmVersion", Napi::Function::New(env, CompiledDmVersion, "compiledDmVersion"));
-  // --- dm control ---
   mpw::InitDmControl(env, exports);
-  // --- end dm control ---
+  InitIoEngine(env, exports);
   return exports;
 }
 

@@ -1,0 +1,295 @@
+// DirectDevice: O_DIRECT reads, writes and flushes on a block device or file,
+// through the native engine. Holds the policy the native side must not:
+// validation, slot allocation, queueing beyond the depth, errors, close.
+import { native, type NativeEngineKind, type NativeIoEngine } from '../native';
+import { checkIo } from './align';
+import {
+  CloseAbortedError, DeviceClosedError, EIO, IoArgumentError, IoError, fromNative, type IoOperation,
+} from './errors';
+
+/** Which engine to use; 'auto' tries io_uring and falls back to threads when the kernel refuses it. */
+export type EngineChoice = 'auto' | NativeEngineKind;
+
+/** Options of DirectDevice.open. */
+export interface DirectDeviceOptions {
+  /** Most I/Os in the kernel at once (1..4096, default 32); more wait in a FIFO. */
+  queueDepth?: number;
+  /** Default 'auto'. */
+  engine?: EngineChoice;
+  /** Open O_RDONLY; writes are refused before submission. Default false. */
+  readOnly?: boolean;
+}
+
+/**
+ * One finished read or write. Stamps are CLOCK_MONOTONIC nanoseconds as bigint
+ * (the clock of process.hrtime.bigint()), exact at any uptime, taken natively
+ * when the I/O was submitted and when its completion was reaped.
+ */
+export interface IoResult {
+  /** Bytes transferred (always the full length: short transfers reject). */
+  bytes: number;
+  /** Submit stamp, ns. */
+  submitNs: bigint;
+  /** Completion stamp, ns. */
+  doneNs: bigint;
+}
+
+/** Options of close(). */
+export interface CloseOptions {
+  /** Stop waiting for in-flight I/O; close() then rejects with CloseAbortedError. */
+  signal?: AbortSignal;
+}
+
+const OPS = { read: 0, write: 1, flush: 2 } as const;
+const SYSCALLS: Record<NativeEngineKind, Record<IoOperation, string>> = {
+  io_uring: { read: 'IORING_OP_READ', write: 'IORING_OP_WRITE', flush: 'IORING_OP_FSYNC' },
+  threads: { read: 'pread', write: 'pwrite', flush: 'fsync' },
+};
+/** errnos that mean "no io_uring here" (kernel without it, seccomp, io_uring_disabled). */
+const NO_URING = new Set(['ENOSYS', 'EPERM', 'EACCES']);
+const DEFAULT_DEPTH = 32;
+const MAX_DEPTH = 4096;
+
+interface Op {
+  operation: IoOperation;
+  buf: Uint8Array | null;
+  offset: number;
+  length: number;
+  resolve: (r: IoResult) => void;
+  reject: (e: Error) => void;
+}
+
+/** An open O_DIRECT device with asynchronous, natively time-stamped I/O. */
+export class DirectDevice {
+  /** The path it was opened with. */
+  readonly path: string;
+  /** The engine in use. */
+  readonly engine: NativeEngineKind;
+  /** Why 'auto' fell back to threads (the io_uring error), if it did. */
+  readonly fallbackReason: Error | undefined;
+  /** Offset and length alignment in bytes (BLKSSZGET, or the file's direct-I/O alignment). */
+  readonly logicalBlockSize: number;
+  /** Size in bytes (BLKGETSIZE64, or the file size). */
+  readonly size: number;
+  /** The queue depth. */
+  readonly queueDepth: number;
+  /** Opened read-only. */
+  readonly readOnly: boolean;
+
+  readonly #native: NativeIoEngine;
+  readonly #memAlign: number;
+  readonly #info: Int32Array;
+  readonly #stamps: BigInt64Array;
+  readonly #slots: (Op | undefined)[];
+  readonly #free: number[];
+  #waiting: Op[] = [];
+  #waitHead = 0;
+  #inFlight = 0;
+  #submitQueued = false;
+  #closing = false;
+  #closed: Promise<void> | undefined;
+  #onDrain: (() => void) | undefined;
+
+  private constructor(path: string, choice: EngineChoice, depth: number, readOnly: boolean) {
+    this.path = path;
+    this.queueDepth = depth;
+    this.readOnly = readOnly;
+    this.#info = new Int32Array(2 * depth);
+    this.#stamps = new BigInt64Array(2 * depth);
+    const make = (kind: NativeEngineKind): NativeIoEngine =>
+      new native.IoEngine(path, kind, depth, readOnly, this.#complete, this.#info, this.#stamps);
+    let engine: NativeIoEngine;
+    let fallback: Error | undefined;
+    if (choice === 'threads' || (choice === 'auto' && !native.ioUringCompiledIn)) {
+      engine = DirectDevice.#try(() => make('threads'), path);
+      if (choice === 'auto') fallback = new Error('addon built without liburing');
+    } else {
+      try {
+        engine = DirectDevice.#try(() => make('io_uring'), path);
+      } catch (e) {
+        if (choice !== 'auto' || !NO_URING.has((e as { code?: string }).code ?? '')) throw e;
+        fallback = e as Error;
+        engine = DirectDevice.#try(() => make('threads'), path);
+      }
+    }
+    this.#native = engine;
+    this.engine = engine.kind;
+    this.fallbackReason = fallback;
+    this.logicalBlockSize = engine.logicalBlockSize;
+    this.size = engine.size;
+    this.#memAlign = engine.memoryAlignment;
+    this.#slots = new Array<Op | undefined>(depth).fill(undefined);
+    this.#free = Array.from({ length: depth }, (_, i) => depth - 1 - i);
+  }
+
+  static #try(f: () => NativeIoEngine, path: string): NativeIoEngine {
+    try {
+      return f();
+    } catch (e) {
+      return fromNative(e, path);
+    }
+  }
+
+  /** Opens `path` with O_DIRECT; rejects with SyscallError (errno, syscall, device) when the kernel refuses. */
+  static async open(path: string, options: DirectDeviceOptions = {}): Promise<DirectDevice> {
+    const depth = options.queueDepth ?? DEFAULT_DEPTH;
+    if (!Number.isInteger(depth) || depth < 1 || depth > MAX_DEPTH) {
+      throw new RangeError(`queueDepth must be an integer in 1..${MAX_DEPTH}, got ${depth}`);
+    }
+    return new DirectDevice(path, options.engine ?? 'auto', depth, options.readOnly ?? false);
+  }
+
+  /** Whether this build has the io_uring engine. */
+  static get ioUringCompiledIn(): boolean {
+    return native.ioUringCompiledIn;
+  }
+
+  /** I/Os submitted to the kernel and not yet completed. */
+  get inFlight(): number {
+    return this.#inFlight;
+  }
+
+  /** A zeroed Buffer of `bytes` whose address suits O_DIRECT on this device (page aligned at least). */
+  alloc(bytes: number): Buffer {
+    if (!Number.isSafeInteger(bytes) || bytes <= 0) throw new RangeError(`alloc: bytes must be a positive integer, got ${bytes}`);
+    return native.allocAligned(bytes, Math.max(4096, this.#memAlign));
+  }
+
+  /** Reads buf.length bytes at offset into buf. */
+  read(buf: Uint8Array, offset: number): Promise<IoResult> {
+    return this.#enqueue('read', buf, offset);
+  }
+
+  /** Writes buf at offset. */
+  write(buf: Uint8Array, offset: number): Promise<IoResult> {
+    if (this.readOnly) return Promise.reject(this.#argError('read-only', offset, buf.length));
+    return this.#enqueue('write', buf, offset);
+  }
+
+  /** fsync: completes when everything written before it is on stable storage. */
+  flush(): Promise<IoResult> {
+    return this.#enqueue('flush', null, 0);
+  }
+
+  /**
+   * Stops accepting I/O and resolves once in-flight I/O drained and everything
+   * is freed. I/O still waiting for a slot rejects with DeviceClosedError. On
+   * `signal` it rejects with CloseAbortedError and stops the in-flight I/O from
+   * keeping the process alive; that I/O's buffers stay referenced until the
+   * kernel completes it, and its promises still settle then.
+   */
+  close(options: CloseOptions = {}): Promise<void> {
+    if (!this.#closing) {
+      this.#closing = true;
+      const err = new DeviceClosedError(this.path);
+      for (let i = this.#waitHead; i < this.#waiting.length; i++) this.#waiting[i]!.reject(err);
+      this.#waiting = [];
+      this.#waitHead = 0;
+      this.#closed = new Promise<void>((resolve) => {
+        if (this.#inFlight === 0) resolve();
+        else this.#onDrain = resolve;
+      }).then(() => this.#native.close());
+    }
+    const closed = this.#closed!;
+    const { signal } = options;
+    if (signal === undefined) return closed;
+    return new Promise<void>((resolve, reject) => {
+      const onAbort = (): void => {
+        this.#native.unref();
+        reject(new CloseAbortedError(this.path, this.#inFlight, signal.reason));
+      };
+      if (signal.aborted) {
+        // Already aborted: still resolve if nothing is in flight.
+        if (this.#inFlight === 0) closed.then(resolve, reject);
+        else onAbort();
+        return;
+      }
+      signal.addEventListener('abort', onAbort, { once: true });
+      closed.then(
+        () => { signal.removeEventListener('abort', onAbort); resolve(); },
+        (e: unknown) => { signal.removeEventListener('abort', onAbort); reject(e as Error); },
+      );
+    });
+  }
+
+  #argError(reason: IoArgumentError['reason'], offset: number, length: number): IoArgumentError {
+    return new IoArgumentError({
+      reason, device: this.path, offset, length, alignment: this.logicalBlockSize, size: this.size,
+    });
+  }
+
+  #enqueue(operation: IoOperation, buf: Uint8Array | null, offset: number): Promise<IoResult> {
+    if (this.#closing) return Promise.reject(new DeviceClosedError(this.path));
+    const length = buf === null ? 0 : buf.length;
+    if (buf !== null) {
+      const reason = checkIo(this, offset, length);
+      if (reason !== undefined) return Promise.reject(this.#argError(reason, offset, length));
+    }
+    return new Promise<IoResult>((resolve, reject) => {
+      const op: Op = { operation, buf, offset, length, resolve, reject };
+      if (this.#free.length > 0) this.#start(op);
+      else this.#waiting.push(op);
+    });
+  }
+
+  #start(op: Op): void {
+    const slot = this.#free.pop()!;
+    if (this.#native.prep(OPS[op.operation], slot, op.buf, op.offset) === 1) {
+      this.#free.push(slot);
+      op.reject(this.#argError('unaligned-buffer', op.offset, op.length));
+      return;
+    }
+    this.#slots[slot] = op;
+    this.#inFlight++;
+    if (!this.#submitQueued) {
+      this.#submitQueued = true;
+      queueMicrotask(this.#submit);
+    }
+  }
+
+  // One submission for every I/O started in the same turn.
+  readonly #submit = (): void => {
+    this.#submitQueued = false;
+    this.#native.submit();
+  };
+
+  readonly #complete = (count: number): void => {
+    const info = this.#info;
+    const stamps = this.#stamps;
+    for (let i = 0; i < count; i++) {
+      const slot = info[2 * i]!;
+      const res = info[2 * i + 1]!;
+      const op = this.#slots[slot]!;
+      this.#slots[slot] = undefined;
+      this.#free.push(slot);
+      this.#inFlight--;
+      if (res < 0 || res !== op.length) {
+        op.reject(new IoError({
+          errno: res < 0 ? -res : EIO,
+          syscall: SYSCALLS[this.engine][op.operation],
+          device: this.path,
+          operation: op.operation,
+          offset: op.offset,
+          length: op.length,
+          bytes: res < 0 ? -1 : res,
+        }));
+      } else {
+        op.resolve({ bytes: res, submitNs: stamps[2 * i]!, doneNs: stamps[2 * i + 1]! });
+      }
+    }
+    while (this.#free.length > 0 && this.#waitHead < this.#waiting.length) {
+      const op = this.#waiting[this.#waitHead]!;
+      this.#waiting[this.#waitHead++] = undefined as unknown as Op;
+      this.#start(op);
+    }
+    if (this.#waitHead > 1024 && this.#waitHead * 2 > this.#waiting.length) {
+      this.#waiting = this.#waiting.slice(this.#waitHead);
+      this.#waitHead = 0;
+    }
+    if (this.#inFlight === 0 && this.#onDrain !== undefined) {
+      const drained = this.#onDrain;
+      this.#onDrain = undefined;
+      drained();
+    }
+  };
+}

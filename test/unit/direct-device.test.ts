@@ -1,0 +1,268 @@
+// DirectDevice on a loop device over /dev/shm, with both engines. The oracle
+// is the loop device's backing file, read and written through the page cache
+// with plain fs calls.
+import { test, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { openSync, readSync, writeSync, writeFileSync, closeSync, truncateSync, rmSync } from 'node:fs';
+import { DirectDevice, IoArgumentError, IoError, DeviceClosedError, type NativeEngineKind } from '../../lib/io';
+import { SyscallError } from '../../lib/errors';
+import { withLoopDevice, type LoopDevice } from '../helpers/loop-device';
+
+const MiB = 1 << 20;
+const ENGINES: NativeEngineKind[] = ['io_uring', 'threads'];
+
+/** A small deterministic PRNG (mulberry32), so a failure can be replayed. */
+function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** The rejection reason of p (undefined if it fulfilled), handled from the start. */
+function failure(p: Promise<unknown>): Promise<unknown> {
+  return p.then(() => undefined, (e: unknown) => e);
+}
+
+function fileBytes(file: string, offset: number, length: number): Buffer {
+  const fd = openSync(file, 'r');
+  try {
+    const b = Buffer.alloc(length);
+    assert.equal(readSync(fd, b, 0, length, offset), length);
+    return b;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+test('the addon was built with io_uring, and auto picks it here', async () => {
+  assert.equal(DirectDevice.ioUringCompiledIn, true, 'liburing-dev is installed on this host: the io_uring engine must be built');
+  await withLoopDevice(MiB, async (loop) => {
+    const dev = await DirectDevice.open(loop.path);
+    try {
+      assert.equal(dev.engine, 'io_uring');
+      assert.equal(dev.fallbackReason, undefined);
+    } finally {
+      await dev.close();
+    }
+  });
+});
+
+test('open of a missing path rejects with a SyscallError carrying errno, syscall and device', async () => {
+  const err = await failure(DirectDevice.open('/dev/shm/mpw-does-not-exist'));
+  assert.ok(err instanceof SyscallError, String(err));
+  assert.equal(err.code, 'ENOENT');
+  assert.equal(err.errno, 2);
+  assert.equal(err.syscall, 'open');
+  assert.equal(err.device, '/dev/shm/mpw-does-not-exist');
+});
+
+for (const engine of ENGINES) {
+  describe(`engine ${engine}`, () => {
+    test('geometry: BLKSSZGET and BLKGETSIZE64 of the loop device; alloc is aligned and zeroed', async () => {
+      await withLoopDevice(8 * MiB, async (loop) => {
+        const dev = await DirectDevice.open(loop.path, { engine, queueDepth: 4 });
+        try {
+          assert.equal(dev.engine, engine);
+          assert.equal(dev.logicalBlockSize, 512);
+          assert.equal(dev.size, 8 * MiB);
+          const b = dev.alloc(12345);
+          assert.equal(b.length, 12345);
+          assert.ok(b.every((x) => x === 0));
+        } finally {
+          await dev.close();
+        }
+      });
+    });
+
+    test('random data round-trips at many offsets and sizes, checked against the backing file', async () => {
+      await withLoopDevice(64 * MiB, async (loop) => {
+        const dev = await DirectDevice.open(loop.path, { engine, queueDepth: 16 });
+        const rnd = prng(engine === 'threads' ? 7 : 11);
+        try {
+          for (let i = 0; i < 150; i++) {
+            const length = (1 + Math.floor(rnd() * (i % 3 === 0 ? 2048 : 16))) * 512;
+            const offset = Math.floor(rnd() * ((loop.size - length) / 512)) * 512;
+            const data = randomBytes(length);
+            const w = dev.alloc(length);
+            data.copy(w);
+            const wr = await dev.write(w, offset);
+            assert.equal(wr.bytes, length);
+            assert.ok(wr.doneNs >= wr.submitNs, 'done after submit');
+            const r = dev.alloc(length);
+            const rr = await dev.read(r, offset);
+            assert.equal(rr.bytes, length);
+            assert.ok(r.equals(data), `read back ${length} at ${offset}`);
+            if (i % 25 === 0) {
+              await dev.flush();
+              assert.ok(fileBytes(loop.file, offset, length).equals(data), `backing file at ${offset}`);
+            }
+          }
+          // The other way round: bytes written by fs into the file read back through the engine.
+          const fd = openSync(loop.file, 'r+');
+          try {
+            for (let i = 0; i < 50; i++) {
+              const length = (1 + Math.floor(rnd() * 64)) * 512;
+              const offset = Math.floor(rnd() * ((loop.size - length) / 512)) * 512;
+              const data = randomBytes(length);
+              writeSync(fd, data, 0, length, offset);
+              const r = dev.alloc(length);
+              await dev.read(r, offset);
+              assert.ok(r.equals(data), `fs-written ${length} at ${offset}`);
+            }
+          } finally {
+            closeSync(fd);
+          }
+          const f = await dev.flush();
+          assert.equal(f.bytes, 0);
+        } finally {
+          await dev.close();
+        }
+      });
+    });
+
+    test('queue depth 128: 128 concurrent reads, then 2,000 queued beyond the depth, all correct', async () => {
+      await withLoopDevice(32 * MiB, async (loop) => {
+        const dev = await DirectDevice.open(loop.path, { engine, queueDepth: 128, readOnly: true });
+        try {
+          const check = async (count: number, seed: number): Promise<number> => {
+            const rnd = prng(seed);
+            let maxInFlight = 0;
+            await Promise.all(Array.from({ length: count }, async (_, i) => {
+              const offset = Math.floor(rnd() * (loop.size / 4096)) * 4096;
+              const b = dev.alloc(4096);
+              const p = dev.read(b, offset);
+              maxInFlight = Math.max(maxInFlight, dev.inFlight);
+              await p;
+              assert.ok(b.equals(fileBytes(loop.file, offset, 4096)), `read ${i} at ${offset}`);
+            }));
+            return maxInFlight;
+          };
+          assert.equal(await check(128, 1), 128);
+          assert.equal(await check(2000, 2), 128, 'never more than the depth in the kernel');
+          assert.equal(dev.inFlight, 0);
+        } finally {
+          await dev.close();
+        }
+      }, { random: true });
+    });
+
+    test('bad offsets and lengths reject with IoArgumentError before anything is submitted', async () => {
+      await withLoopDevice(MiB, async (loop) => {
+        const dev = await DirectDevice.open(loop.path, { engine, queueDepth: 4 });
+        try {
+          const buf = dev.alloc(8192);
+          const cases: [Promise<unknown>, string][] = ([
+            [dev.read(buf.subarray(0, 4096), 100), 'unaligned-offset'],
+            [dev.read(buf.subarray(0, 1000), 0), 'unaligned-length'],
+            [dev.read(buf.subarray(0, 0), 0), 'zero-length'],
+            [dev.read(buf.subarray(1, 1 + 4096), 0), 'unaligned-buffer'],
+            [dev.read(buf.subarray(0, 4096), -512), 'bad-offset'],
+            [dev.read(buf.subarray(0, 4096), 1.5), 'bad-offset'],
+            [dev.read(buf, loop.size - 4096), 'past-end'],
+            [dev.read(buf.subarray(0, 512), loop.size), 'past-end'],
+            [dev.write(buf.subarray(0, 4096), loop.size), 'past-end'],
+          ] as const).map(([p, reason]) => [failure(p), reason]);
+          assert.equal(dev.inFlight, 0, 'nothing reached the kernel');
+          for (const [p, reason] of cases) {
+            const err = await p;
+            assert.ok(err instanceof IoArgumentError, `${reason}: ${String(err)}`);
+            assert.equal(err.reason, reason);
+            assert.equal(err.code, 'ERR_IO_ARGUMENT');
+            assert.equal(err.device, loop.path);
+            assert.equal(err.alignment, 512);
+          }
+          // The last block reads fine; the device is unharmed.
+          assert.equal((await dev.read(buf.subarray(0, 512), loop.size - 512)).bytes, 512);
+        } finally {
+          await dev.close();
+        }
+      });
+    });
+
+    test('a read-only device refuses writes before submission', async () => {
+      await withLoopDevice(MiB, async (loop) => {
+        const dev = await DirectDevice.open(loop.path, { engine, readOnly: true });
+        try {
+          const err = await failure(dev.write(dev.alloc(4096), 0));
+          assert.ok(err instanceof IoArgumentError);
+          assert.equal(err.reason, 'read-only');
+        } finally {
+          await dev.close();
+        }
+      });
+    });
+
+    test('a short read (the file shrank under us) is an IoError with EIO, offset and bytes', async () => {
+      const file = `/dev/shm/mpw-short-${process.pid}-${engine}.img`;
+      writeFileSync(file, '');
+      truncateSync(file, MiB);
+      try {
+        const dev = await DirectDevice.open(file, { engine });
+        try {
+          truncateSync(file, MiB / 2);
+          const buf = dev.alloc(2 * dev.logicalBlockSize);
+          const offset = MiB / 2 - dev.logicalBlockSize;
+          const err = await failure(dev.read(buf, offset));
+          assert.ok(err instanceof IoError, String(err));
+          assert.ok(err instanceof SyscallError);
+          assert.equal(err.errno, 5);
+          assert.equal(err.code, 'EIO');
+          assert.equal(err.operation, 'read');
+          assert.equal(err.offset, offset);
+          assert.equal(err.bytes, dev.logicalBlockSize);
+          assert.equal(err.short, true);
+          assert.equal(err.device, file);
+          assert.equal(err.syscall, engine === 'threads' ? 'pread' : 'IORING_OP_READ');
+        } finally {
+          await dev.close();
+        }
+      } finally {
+        rmSync(file, { force: true });
+      }
+    });
+
+    test('close drains in-flight I/O, then refuses new I/O with DeviceClosedError', async () => {
+      await withLoopDevice(4 * MiB, async (loop) => {
+        const dev = await DirectDevice.open(loop.path, { engine, queueDepth: 8 });
+        const reads = Array.from({ length: 64 }, (_, i) => dev.read(dev.alloc(4096), i * 4096));
+        const closed = dev.close();
+        const settled = await Promise.allSettled(reads);
+        const done = settled.filter((s) => s.status === 'fulfilled').length;
+        const refused = settled.filter((s) => s.status === 'rejected' && s.reason instanceof DeviceClosedError).length;
+        assert.equal(done, 8, 'the 8 in the kernel completed');
+        assert.equal(refused, 56, 'the 56 waiting for a slot were refused');
+        await closed;
+        assert.equal(dev.inFlight, 0);
+        const err = await failure(dev.read(dev.alloc(4096), 0));
+        assert.ok(err instanceof DeviceClosedError);
+        await dev.close(); // idempotent
+      });
+    });
+  });
+}
+
+test('engine "threads" works on a regular file too, with its direct-I/O alignment', async () => {
+  const loop: LoopDevice = { path: '', file: `/dev/shm/mpw-file-${process.pid}.img`, size: MiB };
+  writeFileSync(loop.file, '');
+  truncateSync(loop.file, loop.size);
+  try {
+    const dev = await DirectDevice.open(loop.file, { engine: 'threads' });
+    try {
+      assert.equal(dev.size, MiB);
+      const b = dev.alloc(dev.logicalBlockSize);
+      b.fill(0x5a);
+      await dev.write(b, dev.logicalBlockSize);
+      assert.ok(fileBytes(loop.file, dev.logicalBlockSize, b.length).equals(b));
+    } finally {
+      await dev.close();
+    }
+  } finally {
+    rmSync(loop.file, { force: true });
+  }
+});
