@@ -1,8 +1,8 @@
 // The one place that loads the addon; everything native is typed here.
 import bindings from 'bindings';
-// --- dm control ---
+
 import type { NativeDmControl } from './dm/native-types';
-// --- end dm control ---
+
 
 /** A device-mapper ioctl interface version (major.minor.patch). */
 export interface DmVersion {

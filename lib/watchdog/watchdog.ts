@@ -1,0 +1,748 @@
+// The Watchdog: ties the in-flight tracker, attribution, the policy, the path
+// actions and recovery probes to one multipath map. It makes no decision of
+// its own: every observation goes through decide(), and it carries out what
+// comes back.
+import { EventEmitter } from 'node:events';
+import { DeviceMapper } from '../dm/control';
+import { DmError } from '../dm/errors';
+import { DirectDevice, type EngineChoice, type IoResult } from '../io';
+import { MultipathMap } from '../multipath/map';
+import { resolveBlockDevice } from '../multipath/paths';
+import type { MultipathStatus } from '../multipath/status';
+import { DmMessageActions, DryRunActions, type PathActions } from './actions';
+import { Attributor, type Attribution } from './attribution';
+import { SystemClock, type Clock, type TimerHandle } from './clock';
+import { CounterSampler, type PathRef, type SampleRound } from './counter-sampler';
+import type { EventPath, LateEvidence, WatchdogEvents } from './events';
+import { WriteFence } from './fence';
+import { LogHistogram } from './histogram';
+import { LatencyBook } from './latency';
+import { PassiveMonitor } from './passive';
+import { createPolicyState, decide, type Decision, type Observation, type PathId, type PathStatus, type PolicyState } from './policy';
+import { resolvePolicyOptions, type PolicyOptions, type PolicyOptionsInput } from './policy-options';
+import { PathProbeReader } from './probe-reader';
+import { ProbeRunner } from './probes';
+import { InflightTracker, type LateIo, type TrackedIo } from './tracker';
+
+/** active: time our own I/O; passive: watch others' I/O through sysfs; both. */
+export type WatchdogMode = 'active' | 'passive' | 'both';
+
+/** Options of a Watchdog: the map, the timeout, and any policy option. */
+export interface WatchdogOptions extends Omit<PolicyOptionsInput, 'timeoutMs'> {
+  /** dm name of the multipath map. */
+  map: string;
+  /** An I/O in flight longer than this is late, ms. */
+  timeoutMs: number;
+  /** Default 'active'. */
+  mode?: WatchdogMode;
+  /** Re-issue a read still late after a path was failed; the first completion wins. */
+  hedgeReads?: boolean;
+  /** Decide and report, change nothing. */
+  dryRun?: boolean;
+  /** How fails and reinstates are carried out (default: dm messages). */
+  actions?: PathActions;
+  /** Queue depth of the map device (default 32). */
+  queueDepth?: number;
+  /** I/O engine (default 'auto'). */
+  engine?: EngineChoice;
+  /** The dm client (default: a new one). */
+  dm?: DeviceMapper;
+  /** Clock (default: CLOCK_MONOTONIC). */
+  clock?: Clock;
+  /** Where sysfs is (default /sys). */
+  sysfsRoot?: string;
+  /** Where device nodes are (default /dev). */
+  devDir?: string;
+}
+
+/** Per-call options of read and write. */
+export interface WatchdogIoOptions {
+  /** Stop waiting. A read's buffer is then never written; a write may still land, and its range stays fenced until it does. */
+  signal?: AbortSignal;
+}
+
+/** A finished I/O through the watchdog. */
+export interface WatchdogIoResult extends IoResult {
+  /** doneNs - submitNs, ms. */
+  latencyMs: number;
+  /** It passed its deadline. */
+  late: boolean;
+  /** The data came from a hedged re-issue. */
+  hedged: boolean;
+}
+
+/** The last action on a path. */
+export interface PathAction {
+  action: 'fail' | 'reinstate';
+  /** Clock ms. */
+  atMs: number;
+  ok: boolean;
+  error?: string;
+}
+
+/** One path in stats(). */
+export interface PathStats extends EventPath {
+  /** usable or failed. */
+  state: PathStatus;
+  /** Who failed it, while failed. */
+  failedBy: 'watchdog' | 'external' | null;
+  /** Requests in flight on the path device (sysfs inflight), at the last sample. */
+  inflight: number | null;
+  /** Latency from sysfs (ticks per completion each sample) and probes, ms. */
+  p50Ms: number;
+  p99Ms: number;
+  maxMs: number;
+  /** Samples behind the latency figures. */
+  samples: number;
+  /** Times the watchdog failed it. */
+  failures: number;
+  /** The last fail or reinstate sent for it. */
+  lastAction: PathAction | null;
+}
+
+/** What stats() returns. */
+export interface WatchdogStats {
+  map: string;
+  mode: WatchdogMode;
+  running: boolean;
+  /** Our I/Os in flight and, of those, late. */
+  inflight: number;
+  late: number;
+  /** Our I/Os completed, and their latency, ms. */
+  completed: number;
+  p50Ms: number;
+  p99Ms: number;
+  maxMs: number;
+  /** Reads re-issued by hedging. */
+  hedged: number;
+  paths: PathStats[];
+}
+
+interface IoData {
+  readonly op: 'read' | 'write' | 'flush';
+  readonly offset: number;
+  readonly length: number;
+  /** Re-issues a read elsewhere (hedged reads only). */
+  hedge: (() => void) | null;
+}
+
+type State = 'new' | 'starting' | 'running' | 'stopping' | 'stopped';
+
+function abortError(signal: AbortSignal): Error {
+  return signal.reason instanceof Error ? signal.reason : new DOMException('The operation was aborted', 'AbortError');
+}
+
+function errorOf(e: unknown): Error {
+  return e instanceof Error ? e : new Error(String(e));
+}
+
+/** A per-I/O latency watchdog on one dm-multipath map. */
+export class Watchdog extends EventEmitter<WatchdogEvents> {
+  /** The map's dm name. */
+  readonly map: string;
+  /** The mode it runs in. */
+  readonly mode: WatchdogMode;
+  readonly #o: WatchdogOptions;
+  readonly #opts: PolicyOptions;
+  readonly #clock: Clock;
+  readonly #dm: DeviceMapper;
+  readonly #sysfs: { sysfsRoot?: string };
+  readonly #abort = new AbortController();
+  readonly #fence = new WriteFence();
+  readonly #hist = new LogHistogram();
+  readonly #book = new LatencyBook();
+  readonly #probeReader: PathProbeReader;
+  readonly #probeTimers = new Map<PathId, TimerHandle>();
+  readonly #lastAction = new Map<PathId, PathAction>();
+  readonly #tasks = new Set<Promise<unknown>>();
+  #state: State = 'new';
+  #stopped: Promise<void> | undefined;
+  #mp: MultipathMap | undefined;
+  #mapRef: PathRef | undefined;
+  #dev: DirectDevice | undefined;
+  #actions: PathActions | undefined;
+  #policy: PolicyState = createPolicyState();
+  #paths = new Map<PathId, PathRef>();
+  #tracker: InflightTracker<IoData> | undefined;
+  #attributor: Attributor | undefined;
+  #recovery: ProbeRunner | undefined;
+  #sampler: CounterSampler | undefined;
+  #passive: PassiveMonitor | undefined;
+  #windowTimer: TimerHandle | undefined;
+  #completed = 0;
+  #hedged = 0;
+  #actionGen = 0;
+  #actionsInFlight = 0;
+  #refreshing = false;
+  #refreshAgain = false;
+
+  constructor(options: WatchdogOptions) {
+    super();
+    const { map, timeoutMs, mode, hedgeReads, dryRun, actions, queueDepth, engine, dm, clock, sysfsRoot, devDir, ...policy } = options;
+    if (typeof map !== 'string' || map === '') throw new TypeError('Watchdog: map must be a dm device name');
+    if (mode !== undefined && mode !== 'active' && mode !== 'passive' && mode !== 'both') throw new RangeError(`Watchdog: mode must be active, passive or both, got '${String(mode)}'`);
+    void hedgeReads; void dryRun; void actions; void queueDepth; void engine; void devDir;
+    this.#opts = resolvePolicyOptions({ timeoutMs, ...policy });
+    this.#o = options;
+    this.map = map;
+    this.mode = mode ?? 'active';
+    this.#clock = clock ?? new SystemClock();
+    this.#dm = dm ?? new DeviceMapper();
+    this.#sysfs = sysfsRoot === undefined ? {} : { sysfsRoot };
+    this.#probeReader = new PathProbeReader({
+      ...(engine === undefined ? {} : { engine }),
+      ...(devDir === undefined ? {} : { devDir }),
+    });
+  }
+
+  /** The resolved policy options. */
+  get options(): PolicyOptions {
+    return this.#opts;
+  }
+
+  /** Opens the map and starts watching. Rejects (and leaves nothing running) when the map is missing or not multipath. */
+  async start(): Promise<void> {
+    if (this.#state !== 'new') throw new Error(`Watchdog for '${this.map}' was already started`);
+    this.#state = 'starting';
+    try {
+      const info = await this.#dm.info(this.map);
+      this.#mapRef = { devno: `${info.major}:${info.minor}`, name: `dm-${info.minor}` };
+      this.#mp = await MultipathMap.open(this.#dm, this.map, this.#sysfs);
+      this.#actions = this.#o.dryRun ? new DryRunActions() : this.#o.actions ?? new DmMessageActions(this.#mp);
+      await this.#applyStatus(await this.#mp.status(), true);
+      const timeoutMs = this.#opts.timeoutMs;
+      if (this.mode !== 'passive') {
+        this.#dev = await DirectDevice.open(await this.#dm.devicePath(this.map), {
+          queueDepth: this.#o.queueDepth ?? 32,
+          engine: this.#o.engine ?? 'auto',
+        });
+      }
+      this.#recovery = new ProbeRunner(this.#clock, this.#probeReader.read, timeoutMs);
+      const attributorOptions = { clock: this.#clock, probe: this.#probeReader.read, probeTimeoutMs: timeoutMs, ...this.#sysfs };
+      if (this.mode === 'active') {
+        this.#sampler = new CounterSampler({ clock: this.#clock, intervalMs: timeoutMs / 4, devices: this.#sampledDevices(), ...this.#sysfs });
+        this.#attributor = new Attributor({ ...attributorOptions, history: this.#sampler });
+      } else {
+        // The passive monitor samples at >= 4 per timeout; attribution reads the same history.
+        let attributor: Attributor | undefined;
+        this.#passive = new PassiveMonitor({
+          clock: this.#clock,
+          timeoutMs,
+          paths: this.#usableRefs(),
+          mapWatch: { map: this.#mapRef, attribute: (late) => (attributor as Attributor).attribute(late) },
+          ...this.#sysfs,
+          onObservation: (obs) => {
+            const evidence: LateEvidence = { method: 'sysfs', seen: null, reason: `passive: ${JSON.stringify(obs.evidence)}` };
+            this.#task(this.#step({ ...obs, evidence }));
+          },
+          onError: (error, device) => this.#emitError('sampling', error, device ?? undefined),
+        });
+        this.#sampler = this.#passive.sampler;
+        attributor = new Attributor({ ...attributorOptions, history: this.#sampler });
+        this.#attributor = attributor;
+        this.#sampler.setDevices(this.#sampledDevices());
+      }
+      this.#sampler.subscribe((round) => this.#onSample(round));
+      this.#tracker = new InflightTracker<IoData>({ clock: this.#clock, timeoutMs, onLate: (late) => this.#onLate(late) });
+      if (this.#passive) this.#passive.start();
+      else this.#sampler.start();
+      if (this.#opts.slowFactor !== null) this.#armWindow();
+      this.#task(this.#watchEvents());
+      this.#state = 'running';
+    } catch (e) {
+      this.#state = 'stopping';
+      await this.#teardown();
+      this.#state = 'stopped';
+      throw e;
+    }
+  }
+
+  /** Stops watching and closes the devices; resolves when our in-flight I/O drained, or rejects on `signal` (the kernel keeps its buffers). */
+  stop(options: { signal?: AbortSignal } = {}): Promise<void> {
+    if (this.#stopped) return this.#stopped;
+    const wasRunning = this.#state === 'running';
+    this.#state = 'stopping';
+    this.#stopped = this.#teardown(options.signal).then(() => {
+      this.#state = 'stopped';
+      if (wasRunning) this.emit('stopped', { map: this.map, reason: 'stop' });
+    });
+    return this.#stopped;
+  }
+
+  /** An aligned buffer for read and write. */
+  alloc(bytes: number): Buffer {
+    return this.#device().alloc(bytes);
+  }
+
+  /** Reads through the map, timed and tracked. */
+  async read(buf: Uint8Array, offset: number, options: WatchdogIoOptions = {}): Promise<WatchdogIoResult> {
+    const dev = this.#device();
+    options.signal?.throwIfAborted();
+    // Reads wait for unfinished writes to their range; with none held there is nothing to wait for.
+    if (this.#fence.size > 0) return this.#fence.run(offset, buf.byteLength, false, () => this.#read(dev, buf, offset, options.signal));
+    return this.#read(dev, buf, offset, options.signal);
+  }
+
+  async #read(dev: DirectDevice, buf: Uint8Array, offset: number, signal: AbortSignal | undefined): Promise<WatchdogIoResult> {
+    if (!this.#o.hedgeReads && !signal) {
+      const io = this.#track('read', offset, buf.byteLength);
+      try {
+        return this.#finish(io, await dev.read(buf, offset), false);
+      } catch (e) {
+        this.#tracker?.done(io);
+        throw e;
+      }
+    }
+    return this.#bouncedRead(dev, buf, offset, signal);
+  }
+
+  /** Writes through the map, timed and tracked; never re-issued, and its range is fenced until the kernel completes it. */
+  async write(buf: Uint8Array, offset: number, options: WatchdogIoOptions = {}): Promise<WatchdogIoResult> {
+    const dev = this.#device();
+    const signal = options.signal;
+    signal?.throwIfAborted();
+    // A caller that may give up may also reuse its buffer: the kernel must write a copy.
+    let src = buf;
+    if (signal) {
+      src = dev.alloc(buf.byteLength);
+      src.set(buf);
+    }
+    let io: TrackedIo<IoData> | undefined;
+    const p = this.#fence.run(offset, buf.byteLength, true, () => {
+      io = this.#track('write', offset, buf.byteLength);
+      return dev.write(src, offset);
+    });
+    const settled = p.then(
+      (r) => this.#finish(io as TrackedIo<IoData>, r, false),
+      (e: unknown) => {
+        if (io) this.#tracker?.done(io);
+        throw e;
+      },
+    );
+    return signal ? this.#raceAbort(settled, signal) : settled;
+  }
+
+  /** Flushes the map's device (fsync), timed and tracked. */
+  async flush(): Promise<IoResult> {
+    const dev = this.#device();
+    const io = this.#track('flush', 0, 0);
+    try {
+      const r = await dev.flush();
+      this.#tracker?.done(io);
+      return r;
+    } catch (e) {
+      this.#tracker?.done(io);
+      throw e;
+    }
+  }
+
+  /** Per-path state, in-flight I/O, latency, failures and last action, and the map's own figures. */
+  stats(): WatchdogStats {
+    const now = this.#clock.now();
+    const book = this.#book.snapshot(now);
+    const paths: PathStats[] = [];
+    for (const [devno, ref] of this.#paths) {
+      const p = this.#policy.paths[devno];
+      const lat = book[devno];
+      const latest = this.#sampler?.latest(devno);
+      paths.push({
+        devno,
+        name: ref.name,
+        state: p?.status ?? 'usable',
+        failedBy: p?.failedBy ?? null,
+        inflight: latest ? latest.inflight.reads + latest.inflight.writes : null,
+        p50Ms: lat?.p50Ms ?? 0,
+        p99Ms: lat?.p99Ms ?? 0,
+        maxMs: lat?.maxMs ?? 0,
+        samples: lat?.windowCount ?? 0,
+        failures: p?.fails ?? 0,
+        lastAction: this.#lastAction.get(devno) ?? null,
+      });
+    }
+    return {
+      map: this.map,
+      mode: this.mode,
+      running: this.#state === 'running',
+      inflight: this.#tracker?.size ?? 0,
+      late: this.#tracker?.lateCount ?? 0,
+      completed: this.#completed,
+      p50Ms: this.#hist.quantile(0.5),
+      p99Ms: this.#hist.quantile(0.99),
+      maxMs: this.#hist.max,
+      hedged: this.#hedged,
+      paths,
+    };
+  }
+
+  // --- I/O -----------------------------------------------------------------
+
+  #device(): DirectDevice {
+    if (this.#state !== 'running') throw new Error(`Watchdog for '${this.map}' is not running (${this.#state})`);
+    if (!this.#dev) throw new Error(`Watchdog for '${this.map}' runs in passive mode: it does no I/O of its own`);
+    return this.#dev;
+  }
+
+  #track(op: IoData['op'], offset: number, length: number): TrackedIo<IoData> {
+    return (this.#tracker as InflightTracker<IoData>).track(this.#clock.now(), { op, offset, length, hedge: null });
+  }
+
+  #finish(io: TrackedIo<IoData>, r: IoResult, hedged: boolean): WatchdogIoResult {
+    const late = io.late;
+    this.#tracker?.done(io);
+    const latencyMs = Number(r.doneNs - r.submitNs) / 1e6;
+    this.#hist.record(latencyMs);
+    this.#completed++;
+    return { bytes: r.bytes, submitNs: r.submitNs, doneNs: r.doneNs, latencyMs, late, hedged };
+  }
+
+  // Reads into engine buffers and copies the winner out, so the caller's buffer
+  // is never written after its promise settles, whatever the losers do later.
+  #bouncedRead(dev: DirectDevice, buf: Uint8Array, offset: number, signal: AbortSignal | undefined): Promise<WatchdogIoResult> {
+    const length = buf.byteLength;
+    return new Promise<WatchdogIoResult>((resolve, reject) => {
+      const io = this.#track('read', offset, length);
+      let settled = false;
+      let outstanding = 0;
+      let lastError: unknown;
+      const onAbort = (): void => {
+        if (settled) return;
+        settled = true;
+        reject(abortError(signal as AbortSignal));
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      const issue = (hedged: boolean): void => {
+        const bounce = dev.alloc(length);
+        outstanding++;
+        dev.read(bounce, offset).then(
+          (r) => {
+            outstanding--;
+            if (settled) {
+              this.#tracker?.done(io);
+              return;
+            }
+            settled = true;
+            signal?.removeEventListener('abort', onAbort);
+            buf.set(bounce.subarray(0, length));
+            resolve(this.#finish(io, r, hedged));
+          },
+          (e: unknown) => {
+            outstanding--;
+            lastError = e;
+            if (outstanding > 0) return;
+            this.#tracker?.done(io);
+            if (settled) return;
+            settled = true;
+            signal?.removeEventListener('abort', onAbort);
+            reject(lastError);
+          },
+        );
+      };
+      if (this.#o.hedgeReads) {
+        io.data.hedge = () => {
+          io.data.hedge = null;
+          if (settled || this.#state !== 'running') return;
+          this.#hedged++;
+          issue(true);
+        };
+      }
+      issue(false);
+    });
+  }
+
+  #raceAbort<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const onAbort = (): void => reject(abortError(signal));
+      signal.addEventListener('abort', onAbort, { once: true });
+      p.then(
+        (v) => {
+          signal.removeEventListener('abort', onAbort);
+          resolve(v);
+        },
+        (e: unknown) => {
+          signal.removeEventListener('abort', onAbort);
+          reject(e);
+        },
+      );
+    });
+  }
+
+  // --- detection and attribution --------------------------------------------
+
+  #onLate(late: readonly LateIo<IoData>[]): void {
+    if (late.length === 0 || this.#state !== 'running') return;
+    this.#task(this.#attributeLate(late));
+  }
+
+  async #attributeLate(late: readonly LateIo<IoData>[]): Promise<void> {
+    const oldest = late[0] as LateIo<IoData>;
+    let attribution: Attribution;
+    try {
+      attribution = await (this.#attributor as Attributor).attribute({
+        submitMs: oldest.io.submitMs,
+        map: this.#mapRef ?? null,
+        paths: this.#usableRefs(),
+      });
+    } catch (e) {
+      this.#emitError('attribution', errorOf(e));
+      return;
+    }
+    if (this.#state !== 'running') return;
+    const now = this.#clock.now();
+    const suspects = attribution.suspects.map((s) => this.#eventPath(s.path.devno));
+    for (const l of late) {
+      const d = l.io.data;
+      this.emit('io-late', {
+        map: this.map, ioId: l.io.id, op: d.op === 'write' ? 'write' : 'read', offset: d.offset, length: d.length,
+        lateByMs: l.lateByMs, sinceFaultMs: now - l.io.submitMs, paths: suspects, attribution,
+      });
+    }
+    const steps: Promise<void>[] = [];
+    for (const s of attribution.suspects) {
+      const evidence: LateEvidence = { method: attribution.method, seen: s.evidence, reason: attribution.details.reason };
+      for (const l of late) {
+        steps.push(this.#step({ kind: 'late', path: s.path.devno, lateByMs: l.lateByMs, ioId: l.io.id, submitMs: l.io.submitMs, evidence }));
+      }
+    }
+    await Promise.all(steps);
+    // A read still late once some path is out is re-issued: the selector now routes it to a usable path.
+    if (this.#o.hedgeReads && this.#state === 'running' && this.#anyFailed()) {
+      for (const l of late) if (l.io.inflight) l.io.data.hedge?.();
+    }
+  }
+
+  #anyFailed(): boolean {
+    return Object.values(this.#policy.paths).some((p) => p.status === 'failed');
+  }
+
+  // --- policy and actions ---------------------------------------------------
+
+  #step(obs: Observation<LateEvidence>): Promise<void> {
+    if (this.#state !== 'running' && this.#state !== 'starting') return Promise.resolve();
+    const now = this.#clock.now();
+    const { state, decisions } = decide<LateEvidence>(this.#policy, obs, now, this.#opts);
+    this.#policy = state;
+    if (decisions.length === 0) return Promise.resolve();
+    return Promise.all(decisions.map((d) => this.#apply(d, now))).then(() => undefined);
+  }
+
+  async #apply(d: Decision<LateEvidence>, now: number): Promise<void> {
+    switch (d.kind) {
+      case 'fail':
+        return this.#act('fail', d.path, () =>
+          this.emit('path-failed', {
+            map: this.map, path: this.#eventPath(d.path), sinceFaultMs: this.#clock.now() - d.faultSeenAt, evidence: d.evidence,
+            action: (this.#actions as PathActions).kind, dryRun: this.#o.dryRun === true, holdDownMs: Math.max(0, d.holdDownUntil - now),
+          }));
+      case 'reinstate':
+        this.#book.path(d.path).resetWindow();
+        return this.#act('reinstate', d.path, () =>
+          this.emit('path-reinstated', {
+            map: this.map, path: this.#eventPath(d.path), sinceFaultMs: d.failedAt === null ? null : this.#clock.now() - d.failedAt,
+            evidence: { fastProbes: d.fastProbes }, action: (this.#actions as PathActions).kind, dryRun: this.#o.dryRun === true,
+          }));
+      case 'last-path-kept':
+        this.emit('last-path-kept', {
+          map: this.map, path: this.#eventPath(d.path), sinceFaultMs: now - d.faultSeenAt, evidence: d.evidence, usablePaths: d.usablePaths,
+        });
+        return;
+      case 'probe':
+        this.#clearProbe(d.path);
+        this.#probeTimers.set(d.path, this.#clock.setTimer(d.atMs, () => {
+          this.#probeTimers.delete(d.path);
+          this.#task(this.#recoveryProbe(d.path));
+        }));
+        return;
+      case 'cancel-probe':
+        this.#clearProbe(d.path);
+        return;
+      case 'forget':
+        this.#clearProbe(d.path);
+        this.#book.delete(d.path);
+        this.#lastAction.delete(d.path);
+        return;
+      case 'ignore':
+        return;
+    }
+  }
+
+  async #act(action: 'fail' | 'reinstate', path: PathId, announce: () => void): Promise<void> {
+    const actions = this.#actions as PathActions;
+    this.#actionsInFlight++;
+    this.#actionGen++;
+    try {
+      await (action === 'fail' ? actions.fail(path) : actions.reinstate(path));
+      this.#lastAction.set(path, { action, atMs: this.#clock.now(), ok: true });
+      announce();
+    } catch (e) {
+      const error = errorOf(e);
+      this.#lastAction.set(path, { action, atMs: this.#clock.now(), ok: false, error: error.message });
+      this.#emitError(action, error, this.#paths.get(path));
+      await this.#step({ kind: 'action-failed', path, action, error: error.message });
+    } finally {
+      this.#actionsInFlight--;
+    }
+    // Our own change raised a dm event too; make sure the state is read after it.
+    if (!this.#o.dryRun) this.#task(this.#refreshStatus());
+  }
+
+  #clearProbe(path: PathId): void {
+    const t = this.#probeTimers.get(path);
+    if (t) {
+      this.#clock.clearTimer(t);
+      this.#probeTimers.delete(path);
+    }
+  }
+
+  async #recoveryProbe(path: PathId): Promise<void> {
+    const ref = this.#paths.get(path);
+    if (!ref || this.#state !== 'running') return;
+    const v = await (this.#recovery as ProbeRunner).verdict(ref);
+    if (this.#state !== 'running') return;
+    if (v.kind === 'fast' || v.kind === 'slow') {
+      this.#book.path(path).record(this.#clock.now(), v.latencyMs);
+      await this.#step({ kind: 'probe', path, result: { latencyMs: v.latencyMs } });
+    } else {
+      this.#book.path(path).recordError();
+      const error = v.kind === 'error' ? v.error : v.kind;
+      await this.#step({ kind: 'probe', path, result: { error } });
+    }
+  }
+
+  #armWindow(): void {
+    const every = Math.max(1, this.#opts.timeoutMs);
+    this.#windowTimer = this.#clock.setTimer(this.#clock.now() + every, () => {
+      if (this.#state !== 'running') return;
+      this.#task(this.#step({ kind: 'latency-window', medians: this.#book.medians(this.#clock.now()) }));
+      this.#armWindow();
+    });
+  }
+
+  // --- the map's state --------------------------------------------------------
+
+  #usableRefs(): PathRef[] {
+    const out: PathRef[] = [];
+    for (const [devno, ref] of this.#paths) if (this.#policy.paths[devno]?.status !== 'failed') out.push(ref);
+    return out;
+  }
+
+  #sampledDevices(): PathRef[] {
+    return this.#mapRef ? [...this.#paths.values(), this.#mapRef] : [...this.#paths.values()];
+  }
+
+  #eventPath(devno: PathId): EventPath {
+    const ref = this.#paths.get(devno);
+    return { devno, name: ref?.name ?? devno };
+  }
+
+  async #applyStatus(status: MultipathStatus, initial: boolean): Promise<void> {
+    const states: Record<PathId, PathStatus> = {};
+    for (const g of status.groups) for (const p of g.paths) states[p.device] = p.state === 'failed' ? 'failed' : 'usable';
+    const next = new Map<PathId, PathRef>();
+    for (const devno of Object.keys(states)) {
+      const known = this.#paths.get(devno);
+      if (known) next.set(devno, known);
+      else {
+        const name = await resolveBlockDevice(devno, this.#sysfs).then((d) => d.name, () => devno);
+        next.set(devno, { devno, name });
+      }
+    }
+    this.#paths = next;
+    this.#sampler?.setDevices(this.#sampledDevices());
+    this.#passive?.setPaths(this.#usableRefs());
+    if (initial) this.#policy = createPolicyState(states);
+    else await this.#step({ kind: 'dm-status', paths: states });
+    this.#passive?.setPaths(this.#usableRefs());
+  }
+
+  async #refreshStatus(): Promise<void> {
+    if (this.#refreshing) {
+      this.#refreshAgain = true;
+      return;
+    }
+    this.#refreshing = true;
+    try {
+      do {
+        this.#refreshAgain = false;
+        if (this.#state !== 'running') return;
+        const gen = this.#actionGen;
+        let status: MultipathStatus;
+        try {
+          status = await (this.#mp as MultipathMap).status();
+        } catch (e) {
+          if (e instanceof DmError && e.code === 'ENXIO') return void this.#mapRemoved(e);
+          this.#emitError('dm-status', errorOf(e));
+          return;
+        }
+        // A snapshot read while our own action ran may predate it: the action's end reads again.
+        if (gen !== this.#actionGen || this.#actionsInFlight > 0) continue;
+        await this.#applyStatus(status, false);
+      } while (this.#refreshAgain);
+    } finally {
+      this.#refreshing = false;
+    }
+  }
+
+  #mapRemoved(e: Error): void {
+    if (this.#state !== 'running') return;
+    this.emit('error', { map: this.map, during: 'dm-status', error: e, fatal: true });
+    this.#state = 'stopping';
+    this.#stopped = this.#teardown().then(() => {
+      this.#state = 'stopped';
+      this.emit('stopped', { map: this.map, reason: 'map-removed' });
+    });
+  }
+
+  async #watchEvents(): Promise<void> {
+    try {
+      for await (const ev of this.#dm.events({ signal: this.#abort.signal })) {
+        if (ev.name === this.map) this.#task(this.#refreshStatus());
+      }
+    } catch (e) {
+      if (!this.#abort.signal.aborted) this.#emitError('events', errorOf(e));
+    }
+  }
+
+  #onSample(round: SampleRound): void {
+    const now = this.#clock.now();
+    for (const [devno, snap] of round.snapshots) {
+      if (!this.#paths.has(devno)) continue;
+      const ring = this.#sampler?.before(devno, snap.atMs - 1);
+      if (!ring) continue;
+      // Service time per completion since the previous sample (block/genhd.c: ticks are ms spent on completed I/O).
+      const ios = snap.stat.read.ios + snap.stat.write.ios - (ring.stat.read.ios + ring.stat.write.ios);
+      const ticks = snap.stat.read.ticks + snap.stat.write.ticks - (ring.stat.read.ticks + ring.stat.write.ticks);
+      if (ios > 0 && ticks >= 0) this.#book.path(devno).record(now, ticks / ios);
+    }
+    // The map device vanished from sysfs: it was removed.
+    if (this.#mapRef && round.errors.some((e) => e.device.devno === this.#mapRef?.devno)) this.#task(this.#refreshStatus());
+  }
+
+  // --- bookkeeping ------------------------------------------------------------
+
+  #task(p: Promise<unknown>): void {
+    const t = p.catch((e: unknown) => this.#emitError('internal', errorOf(e)));
+    this.#tasks.add(t);
+    void t.finally(() => this.#tasks.delete(t));
+  }
+
+  #emitError(during: string, error: Error, path?: PathRef): void {
+    const payload = { map: this.map, during, error, fatal: false, ...(path ? { path: { devno: path.devno, name: path.name } } : {}) };
+    // An 'error' event with no listener would throw: a watchdog must not crash its host for a failed sample.
+    if (this.listenerCount('error') > 0) this.emit('error', payload);
+  }
+
+  async #teardown(signal?: AbortSignal): Promise<void> {
+    this.#abort.abort();
+    for (const path of [...this.#probeTimers.keys()]) this.#clearProbe(path);
+    if (this.#windowTimer) this.#clock.clearTimer(this.#windowTimer);
+    this.#passive?.stop();
+    this.#sampler?.stop();
+    this.#tracker?.stop();
+    const closing: Promise<unknown>[] = [this.#probeReader.close(signal)];
+    if (this.#dev) closing.push(this.#dev.close(signal ? { signal } : {}));
+    const results = await Promise.allSettled(closing);
+    await Promise.allSettled([...this.#tasks]);
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
+  }
+}

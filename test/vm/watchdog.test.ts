@@ -1,0 +1,303 @@
+// The Watchdog against the real kernel, on the fault rig of DESIGN.md: a
+// bio-mode multipath map over two dm-linear path devices. Faults are real:
+// a path device suspended with noflush (hang) or reloaded as dm-delay (slow).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { DmError, MultipathValueError, Watchdog, type WatchdogEvents } from '../../lib/index';
+import { createRig, waitFor, type Rig, type RigPath } from './helpers/rig';
+import { dmsetup, forceCleanup } from './helpers/dm';
+import { scsiDebugDisks, sectors } from './helpers/scsi';
+
+const BLOCK = 4096;
+
+type Recorded = { [K in keyof WatchdogEvents]: { at: number; payload: WatchdogEvents[K][0] }[] };
+
+function record(wd: Watchdog): Recorded {
+  const r: Recorded = { 'io-late': [], 'path-failed': [], 'path-reinstated': [], 'last-path-kept': [], error: [], stopped: [] };
+  for (const name of Object.keys(r) as (keyof WatchdogEvents)[]) {
+    (wd as unknown as NodeJS.EventEmitter).on(name, (payload: unknown) => {
+      (r[name] as { at: number; payload: unknown }[]).push({ at: performance.now(), payload });
+    });
+  }
+  return r;
+}
+
+async function pathState(map: string, devno: string): Promise<string> {
+  const m = new RegExp(`${devno} ([AF]) `).exec(await dmsetup('status', map));
+  return m?.[1] ?? '?';
+}
+
+/** Readers at `depth` over the first `blocks` blocks until stopped; every completion and error is kept. */
+function readLoad(wd: Watchdog, depth: number, blocks: number) {
+  const done: number[] = [];
+  const errors: unknown[] = [];
+  let running = true;
+  const workers = Array.from({ length: depth }, async () => {
+    const buf = wd.alloc(BLOCK);
+    while (running) {
+      const off = Math.floor(Math.random() * blocks) * BLOCK;
+      try {
+        await wd.read(buf, off);
+        done.push(performance.now());
+      } catch (e) {
+        errors.push(e);
+      }
+    }
+  });
+  return {
+    done,
+    errors,
+    stop: async () => {
+      running = false;
+      await Promise.all(workers);
+    },
+  };
+}
+
+async function withRig(prefix: string, fn: (rig: Rig) => Promise<void>): Promise<void> {
+  const rig = await createRig(prefix);
+  try {
+    await fn(rig);
+  } finally {
+    await rig.teardown();
+  }
+}
+
+test('bad input: a missing map, a map that is not multipath, bad options, I/O before start', async () => {
+  await assert.rejects(new Watchdog({ map: 'mpw-wd-none', timeoutMs: 500 }).start(), (e: unknown) => e instanceof DmError && e.code === 'ENXIO');
+  const [a] = scsiDebugDisks();
+  assert.ok(a);
+  await forceCleanup('mpw-wd-linear');
+  await dmsetup('create', 'mpw-wd-linear', '--table', `0 8 linear ${a.devno} 0`);
+  try {
+    await assert.rejects(new Watchdog({ map: 'mpw-wd-linear', timeoutMs: 500 }).start(), MultipathValueError);
+  } finally {
+    await forceCleanup('mpw-wd-linear');
+  }
+  assert.throws(() => new Watchdog({ map: 'x', timeoutMs: 0 }), /timeoutMs must be a finite number > 0, got 0/);
+  assert.throws(() => new Watchdog({ map: 'x', timeoutMs: 500, failAfter: 0 }), /failAfter/);
+  assert.throws(() => new Watchdog({ map: '', timeoutMs: 500 }), /map must be a dm device name/);
+  assert.throws(() => new Watchdog({ map: 'x', timeoutMs: 500 }).alloc(4096), /is not running \(new\)/);
+});
+
+test('a hung path is failed, reads go on (hedged), and it is reinstated after it recovers', { timeout: 180_000 }, async () => {
+  await withRig('mpw-wd-hang', async (rig) => {
+    const [pa] = rig.paths;
+    const wd = new Watchdog({ map: rig.map, timeoutMs: 1000, hedgeReads: true, holdDownMs: 1000, probeIntervalMs: 250, reinstateAfter: 3 });
+    const ev = record(wd);
+    await wd.start();
+    const load = readLoad(wd, 4, 1024);
+    try {
+      await waitFor('healthy reads', () => load.done.length >= 50);
+      const tFault = performance.now();
+      await rig.hang(pa);
+      await waitFor('path-failed', () => ev['path-failed'].length > 0);
+      const failed = ev['path-failed'][0] as Recorded['path-failed'][number];
+      assert.equal(failed.payload.path.devno, pa.devno);
+      assert.equal(failed.payload.path.name, pa.name);
+      assert.equal(failed.payload.evidence.reason, 'timeout');
+      assert.equal(await pathState(rig.map, pa.devno), 'F');
+      const lateFor = ev['io-late'].filter((e) => e.payload.paths.some((p) => p.devno === pa.devno));
+      assert.ok(lateFor.length > 0, 'io-late events name the hung path');
+      await waitFor('a good read after the fail', () => load.done.some((t) => t > failed.at));
+      const firstGood = load.done.find((t) => t > failed.at) as number;
+      console.log(`# hang: fault to fail ${(failed.at - tFault).toFixed(0)} ms, to first good read ${(firstGood - tFault).toFixed(0)} ms`);
+      const before = load.done.length;
+      await waitFor('reads keep flowing on the other path', () => load.done.length >= before + 50);
+      assert.ok(wd.stats().hedged > 0, 'late reads were hedged');
+
+      await rig.heal(pa);
+      await waitFor('path-reinstated', () => ev['path-reinstated'].length > 0, 30_000);
+      assert.equal(ev['path-reinstated'][0]?.payload.path.devno, pa.devno);
+      assert.equal(await pathState(rig.map, pa.devno), 'A');
+      const stats = wd.stats();
+      const sa = stats.paths.find((p) => p.devno === pa.devno);
+      assert.equal(sa?.state, 'usable');
+      assert.equal(sa?.failures, 1);
+      assert.equal(sa?.lastAction?.action, 'reinstate');
+    } finally {
+      await rig.heal(pa);
+      await load.stop();
+      await wd.stop();
+    }
+    assert.deepEqual(load.errors, []);
+    assert.deepEqual(ev.error.map((e) => e.payload.error.message), []);
+  });
+});
+
+test('a path slowed to 3x the timeout is failed; one slowed under it is not', { timeout: 180_000 }, async () => {
+  await withRig('mpw-wd-slow', async (rig) => {
+    const [pa, pb] = rig.paths;
+    const wd = new Watchdog({ map: rig.map, timeoutMs: 1000, hedgeReads: true });
+    const ev = record(wd);
+    await wd.start();
+    const load = readLoad(wd, 4, 1024);
+    try {
+      await rig.slow(pb, 300);
+      const slowStart = load.done.length;
+      await waitFor('slow reads under the timeout', () => load.done.length >= slowStart + 40, 60_000);
+      assert.equal(ev['path-failed'].length, 0, 'a path slower than normal but under the timeout stays');
+      await rig.heal(pb);
+
+      await rig.slow(pa, 3000);
+      await waitFor('path-failed', () => ev['path-failed'].length > 0, 30_000);
+      assert.equal(ev['path-failed'][0]?.payload.path.devno, pa.devno);
+      assert.equal(await pathState(rig.map, pa.devno), 'F');
+      assert.equal(await pathState(rig.map, pb.devno), 'A');
+    } finally {
+      await rig.heal(pa);
+      await load.stop();
+      await wd.stop();
+    }
+    assert.deepEqual(load.errors, []);
+  });
+});
+
+test('both paths hang: one is kept (last-path-kept), and after resume every read completes without error', { timeout: 180_000 }, async () => {
+  await withRig('mpw-wd-both', async (rig) => {
+    const [pa, pb] = rig.paths;
+    const wd = new Watchdog({ map: rig.map, timeoutMs: 1000, hedgeReads: true, holdDownMs: 500, probeIntervalMs: 250 });
+    const ev = record(wd);
+    await wd.start();
+    const load = readLoad(wd, 4, 1024);
+    try {
+      await waitFor('healthy reads', () => load.done.length >= 20);
+      await rig.hang(pa);
+      await rig.hang(pb);
+      await waitFor('last-path-kept', () => ev['last-path-kept'].length > 0, 30_000);
+      const failed = ev['path-failed'].map((e) => e.payload.path.devno);
+      assert.ok(failed.length <= 1, `at most one path failed, got ${failed.join(',')}`);
+      const states = [await pathState(rig.map, pa.devno), await pathState(rig.map, pb.devno)];
+      assert.ok(states.includes('A'), `one path stays usable: ${states.join(',')}`);
+      const kept = ev['last-path-kept'][0]?.payload;
+      assert.equal(kept?.usablePaths, 1);
+      await rig.heal(pa);
+      await rig.heal(pb);
+      const after = load.done.length;
+      await waitFor('reads after resume', () => load.done.length >= after + 50, 30_000);
+      await waitFor('every path usable again', async () => (await pathState(rig.map, pa.devno)) === 'A' && (await pathState(rig.map, pb.devno)) === 'A', 30_000);
+    } finally {
+      await rig.heal(pa);
+      await rig.heal(pb);
+      await load.stop();
+      await wd.stop();
+    }
+    assert.deepEqual(load.errors, []);
+  });
+});
+
+test('data integrity: checksummed writes over 20 hang and resume cycles all read back as last written', { timeout: 600_000 }, async () => {
+  await withRig('mpw-wd-data', async (rig) => {
+    const wd = new Watchdog({ map: rig.map, timeoutMs: 300, holdDownMs: 200, probeIntervalMs: 100, reinstateAfter: 2 });
+    const ev = record(wd);
+    await wd.start();
+    const BLOCKS = 256;
+    const acked = new Array<number>(BLOCKS).fill(-1);
+    let gen = 0;
+    let running = true;
+    const errors: unknown[] = [];
+    const block = (i: number, g: number): Buffer => {
+      const b = wd.alloc(BLOCK);
+      b.fill(0);
+      b.writeUInt32LE(i, 0);
+      b.writeUInt32LE(g, 4);
+      b.fill(g & 0xff, 8, BLOCK - 32);
+      createHash('sha256').update(b.subarray(0, BLOCK - 32)).digest().copy(b, BLOCK - 32);
+      return b;
+    };
+    // Each writer owns every 4th block, so writes to one block are sequential and the last acknowledged one must be on disk.
+    const writers = Array.from({ length: 4 }, async (_, w) => {
+      while (running) {
+        const i = Math.floor(Math.random() * (BLOCKS / 4)) * 4 + w;
+        const g = ++gen;
+        try {
+          await wd.write(block(i, g), i * BLOCK);
+          acked[i] = g;
+        } catch (e) {
+          errors.push(e);
+        }
+      }
+    });
+    try {
+      for (let cycle = 0; cycle < 20; cycle++) {
+        const p = rig.paths[cycle % 2] as RigPath;
+        const seen = ev['path-failed'].length + ev['last-path-kept'].length;
+        await rig.hang(p);
+        await waitFor(`cycle ${cycle}: a decision`, () => ev['path-failed'].length + ev['last-path-kept'].length > seen, 30_000);
+        await rig.heal(p);
+        await waitFor(`cycle ${cycle}: both paths usable`, async () => (await pathState(rig.map, rig.paths[0].devno)) === 'A' && (await pathState(rig.map, rig.paths[1].devno)) === 'A', 30_000);
+      }
+    } finally {
+      running = false;
+      for (const p of rig.paths) await rig.heal(p);
+      await Promise.all(writers);
+    }
+    assert.deepEqual(errors, []);
+    assert.ok(ev['path-failed'].length >= 10, `paths failed ${ev['path-failed'].length} times over 20 cycles`);
+    const buf = wd.alloc(BLOCK);
+    let checked = 0;
+    for (let i = 0; i < BLOCKS; i++) {
+      if ((acked[i] as number) < 0) continue;
+      await wd.read(buf, i * BLOCK);
+      const sum = createHash('sha256').update(buf.subarray(0, BLOCK - 32)).digest();
+      assert.ok(sum.equals(buf.subarray(BLOCK - 32)), `block ${i}: checksum`);
+      assert.equal(buf.readUInt32LE(0), i, `block ${i}: index`);
+      assert.equal(buf.readUInt32LE(4), acked[i], `block ${i}: the last acknowledged write`);
+      checked++;
+    }
+    await wd.stop();
+    assert.ok(checked > BLOCKS / 2, `checked ${checked} blocks`);
+    console.log(`# data: ${gen} writes, ${checked} blocks verified, ${ev['path-failed'].length} fails, ${ev['last-path-kept'].length} kept`);
+  });
+});
+
+test('passive mode: a hang under another process\'s reads fails the path', { timeout: 180_000 }, async () => {
+  await withRig('mpw-wd-passive', async (rig) => {
+    const [pa] = rig.paths;
+    const { execa } = await import('execa');
+    const wd = new Watchdog({ map: rig.map, timeoutMs: 1000, mode: 'passive' });
+    const ev = record(wd);
+    await wd.start();
+    const reader = execa('sh', ['-c', `while :; do dd if=${rig.mapPath} of=/dev/null bs=4096 count=256 iflag=direct 2>/dev/null; done`], { reject: false });
+    try {
+      await new Promise((r) => setTimeout(r, 1500));
+      assert.equal(ev['path-failed'].length, 0, 'nothing failed under healthy load');
+      await rig.hang(pa);
+      await waitFor('path-failed', () => ev['path-failed'].length > 0, 30_000);
+      assert.equal(ev['path-failed'][0]?.payload.path.devno, pa.devno);
+      assert.equal(await pathState(rig.map, pa.devno), 'F');
+    } finally {
+      await rig.heal(pa);
+      reader.kill('SIGKILL');
+      await reader;
+      await wd.stop();
+    }
+  });
+});
+
+test('no false positives: a request-based map over the SCSI paths under 30 s of healthy load fails nothing', { timeout: 180_000 }, async () => {
+  const [a, b] = scsiDebugDisks();
+  assert.ok(a && b);
+  const map = 'mpw-wd-healthy';
+  await forceCleanup(map);
+  await dmsetup('create', map, '--table', `0 ${sectors(a.name)} multipath 2 queue_mode rq 0 1 1 service-time 0 2 2 ${a.devno} 1 1 ${b.devno} 1 1`);
+  const wd = new Watchdog({ map, timeoutMs: 1000 });
+  const ev = record(wd);
+  try {
+    await wd.start();
+    const load = readLoad(wd, 8, 4096);
+    await new Promise((r) => setTimeout(r, 30_000));
+    await load.stop();
+    assert.deepEqual(load.errors, []);
+    assert.ok(load.done.length > 100, `${load.done.length} reads`);
+    assert.equal(ev['path-failed'].length, 0);
+    assert.equal(ev['io-late'].length, 0);
+    assert.match(await dmsetup('status', map), new RegExp(`${a.devno} A 0 .*${b.devno} A 0`));
+    const s = wd.stats();
+    console.log(`# healthy: ${load.done.length} reads, p50 ${s.p50Ms.toFixed(2)} ms, p99 ${s.p99Ms.toFixed(2)} ms, max ${s.maxMs.toFixed(2)} ms`);
+  } finally {
+    await wd.stop();
+    await forceCleanup(map);
+  }
+});
