@@ -14,7 +14,7 @@
 // counters go into the details: map in-flight beyond the paths' sum is I/O
 // held above the path queues, which is why empty path counters are not read
 // as "healthy".
-import type { Clock } from './clock';
+import type { Clock, TimerHandle } from './clock';
 import type { CounterReader, PathRef } from './counter-sampler';
 import { readCounters, inflightTotal as total, type CounterSnapshot, type InflightCounts } from './sysfs-counters';
 import { ProbeRunner, describeError, isSuspectVerdict, type ProbeRead, type ProbeVerdict, type OutstandingProbe } from './probes';
@@ -144,6 +144,7 @@ export class Attributor {
   readonly #history: SnapshotHistory | undefined;
   readonly #read: CounterReader;
   readonly #probes: ProbeRunner;
+  readonly #probeTimeoutMs: number;
 
   constructor(options: AttributorOptions) {
     this.#clock = options.clock;
@@ -151,6 +152,7 @@ export class Attributor {
     const sysfsRoot = options.sysfsRoot;
     this.#read = options.read ?? ((d) => readCounters(d.name, sysfsRoot === undefined ? {} : { sysfsRoot }));
     this.#probes = new ProbeRunner(options.clock, options.probe, options.probeTimeoutMs);
+    this.#probeTimeoutMs = options.probeTimeoutMs;
   }
 
   /** Probes sent and not settled, hung ones included. */
@@ -161,6 +163,43 @@ export class Attributor {
   /** Probes sent so far. */
   get probesIssued(): number {
     return this.#probes.issued;
+  }
+
+  /**
+   * Probe verdicts for every path, cut short by elimination: the late I/O is
+   * stuck on some usable path, so once all paths but one answered fast and that
+   * one is still silent well past them (4x the slowest fast answer, and at least
+   * a quarter of the probe deadline), it is named without waiting out the whole
+   * deadline. Its probe stays on record, so a later attribution sees it hung.
+   */
+  #verdicts(paths: readonly PathRef[]): Promise<ProbeVerdict[]> {
+    const pending = paths.map((p) => this.#probes.verdict(p));
+    if (paths.length < 2) return Promise.all(pending);
+    return new Promise<ProbeVerdict[]>((resolve) => {
+      const results: (ProbeVerdict | undefined)[] = paths.map(() => undefined);
+      let timer: TimerHandle | null = null;
+      let done = false;
+      let slowestFastMs = 0;
+      let armedAt = 0;
+      const finish = (): void => {
+        if (done) return;
+        done = true;
+        if (timer) this.#clock.clearTimer(timer);
+        const waitedMs = this.#clock.now() - armedAt;
+        resolve(results.map((r) => r ?? { kind: 'outlasted', waitedMs, slowestFastMs }));
+      };
+      pending.forEach((p, i) => {
+        void p.then((v) => {
+          results[i] = v;
+          const open = results.filter((r) => r === undefined).length;
+          if (open === 0) return finish();
+          if (open !== 1 || timer !== null || !results.every((r) => r === undefined || r.kind === 'fast')) return;
+          slowestFastMs = Math.max(...results.map((r) => (r?.kind === 'fast' ? r.latencyMs : 0)));
+          armedAt = this.#clock.now();
+          timer = this.#clock.setTimer(armedAt + Math.max(4 * slowestFastMs, this.#probeTimeoutMs / 4), finish);
+        });
+      });
+    });
   }
 
   /** Attributes one late I/O. Never rejects for a path that cannot be read or probed: that is evidence too. */
@@ -186,7 +225,7 @@ export class Attributor {
     if (late.paths.length === 0) return finish([], 'none', 'the map has no usable path', views);
     if (sysfsSuspects.length === 1) return finish(sysfsSuspects, 'sysfs', 'one path has I/O in flight and no completion since the submit', views);
 
-    const verdicts = await Promise.all(late.paths.map((p) => this.#probes.verdict(p)));
+    const verdicts = await this.#verdicts(late.paths);
     const probed = views.map((v, i) => ({ ...v, probe: verdicts[i]! }));
     const probeSuspects = probed
       .filter((v) => isSuspectVerdict(v.probe))

@@ -25,7 +25,9 @@ export type ProbeVerdict =
   | { readonly kind: 'slow'; readonly latencyMs: number; readonly timeoutMs: number }
   | { readonly kind: 'timeout'; readonly issuedAtMs: number; readonly timeoutMs: number }
   | { readonly kind: 'error'; readonly error: string; readonly code: string | null }
-  | { readonly kind: 'hung'; readonly issuedAtMs: number; readonly outstandingMs: number };
+  | { readonly kind: 'hung'; readonly issuedAtMs: number; readonly outstandingMs: number }
+  /** Every other path answered fast and this one still had not, well past them (elimination). */
+  | { readonly kind: 'outlasted'; readonly waitedMs: number; readonly slowestFastMs: number };
 
 /** A probe sent and not settled yet. */
 export interface OutstandingProbe {

@@ -82,7 +82,7 @@ test('the baseline is the last sample before the submit, not a later one', async
   assert.ok(e?.kind === 'sysfs' && e.baselineAtMs === 1135, JSON.stringify(e));
 });
 
-test('nothing in any path counter (the dm rig): probes decide, the timed-out one is the suspect', async () => {
+test('nothing in any path counter (the dm rig): probes decide, and the one still silent well after the others answered is named by elimination', async () => {
   const submitMs = clock.now();
   await fs.set(MAP.name, { inflight: [1, 0] });
   probe.script(B.devno, { latencyMs: 2 });
@@ -91,19 +91,53 @@ test('nothing in any path counter (the dm rig): probes decide, the timed-out one
   const callA = await sentA;
   assert.equal(callA.signal.aborted, false);
   await drain();
-  clock.advance(TIMEOUT);
+  // B answered in 2 ms: A gets max(4 x 2 ms, TIMEOUT / 4) more, not the whole deadline.
+  clock.advance(TIMEOUT / 4);
   const r = await pending;
   assert.equal(r.method, 'probe');
   assert.deepStrictEqual(suspectNames(r), ['dm-1']);
   const e = probeEvidence(r.suspects[0]?.evidence);
-  assert.deepStrictEqual(e.verdict, { kind: 'timeout', issuedAtMs: 1010, timeoutMs: TIMEOUT });
+  assert.deepStrictEqual(e.verdict, { kind: 'outlasted', waitedMs: TIMEOUT / 4, slowestFastMs: 2 });
   assert.equal(e.sysfs.kind === 'counters' && e.sysfs.reading, 'idle');
   assert.deepStrictEqual(r.details.paths[1]!.probe, { kind: 'fast', latencyMs: 2, timeoutMs: TIMEOUT });
   assert.ok(r.details.map?.kind === 'counters' && r.details.map.heldAbovePaths === 1, JSON.stringify(r.details.map));
   assert.match(r.details.reason, /no path shows stuck I\/O.*map holds 1 I\/O above the path queues.*probes name 1/);
+  assert.equal(callA.signal.aborted, false, 'elimination does not end the probe: its own deadline does');
+  clock.advance(TIMEOUT);
+  await drain();
   assert.ok(callA.signal.aborted, 'the timed-out probe is told to give up');
   assert.ok(callA.signal.reason instanceof ProbeTimeoutError);
   assert.equal(attributor.outstandingProbes().length, 1, 'the hung probe stays on record');
+});
+
+test('elimination waits for the silent path to answer: a late but fast answer clears it', async () => {
+  const submitMs = clock.now();
+  await fs.set(MAP.name, { inflight: [1, 0] });
+  probe.script(B.devno, { latencyMs: 2 });
+  const sentA = probe.called(A.devno);
+  const pending = attributor.attribute({ submitMs, map: MAP, paths: [A, B] });
+  const callA = await sentA;
+  await drain();
+  clock.advance(TIMEOUT / 8);
+  callA.resolve(TIMEOUT / 8);
+  const r = await pending;
+  assert.equal(r.method, 'none');
+  assert.deepStrictEqual(r.suspects, []);
+});
+
+test('no elimination when every path is silent: each waits out its own deadline', async () => {
+  const submitMs = clock.now();
+  await fs.set(MAP.name, { inflight: [1, 0] });
+  const sent = [probe.called(A.devno), probe.called(B.devno)];
+  const pending = attributor.attribute({ submitMs, map: MAP, paths: [A, B] });
+  await Promise.all(sent);
+  await drain();
+  clock.advance(TIMEOUT / 2);
+  await drain();
+  clock.advance(TIMEOUT / 2);
+  const r = await pending;
+  assert.deepStrictEqual(suspectNames(r).sort(), ['dm-1', 'dm-2']);
+  for (const s of r.suspects) assert.equal(probeEvidence(s.evidence).verdict.kind, 'timeout');
 });
 
 test('a hung probe is not sent again: the path is a suspect at once, the others are probed anew', async () => {
