@@ -4,7 +4,8 @@
 // with hedging off and on, against the bare DirectDevice, in one run. The
 // variants alternate (A B C A B C ...) so that drift in the machine's load
 // hits them alike; the ratio is the median of each round's ratio against the
-// bare row of the same round.
+// bare row of the same round. The CPU time per I/O of this process shows
+// the path's own cost when other load on the machine blurs the IOPS.
 // Usage: node dist/bench/watchdog-overhead.js [seconds per point, default 5] [rounds, default 3]
 // (BENCH_DEVICE=/dev/X reads an existing device instead of a fresh loop).
 import { DirectDevice, type IoResult } from '../lib/io';
@@ -33,6 +34,8 @@ interface Reader {
 /** One measured point. */
 interface Point {
   iops: number;
+  /** This process's CPU time (user + system) per I/O, µs: the cost of the path, less disturbed by other load than IOPS. */
+  cpuUs: number;
   /** Engine latencies (submit to completion stamps), ns. */
   lat: Float64Array;
 }
@@ -69,6 +72,7 @@ async function measure(path: string, v: Variant, seconds: number): Promise<Point
       n++;
     }
   };
+  const cpu0 = process.cpuUsage();
   const t0 = process.hrtime.bigint();
   const timer = setTimeout(() => { stop = true; }, seconds * 1000);
   try {
@@ -78,7 +82,8 @@ async function measure(path: string, v: Variant, seconds: number): Promise<Point
     await r.close();
   }
   const elapsed = Number(process.hrtime.bigint() - t0) / 1e9;
-  return { iops: n / elapsed, lat: lat.subarray(0, Math.min(n, lat.length)) };
+  const cpu = process.cpuUsage(cpu0);
+  return { iops: n / elapsed, cpuUs: (cpu.user + cpu.system) / n, lat: lat.subarray(0, Math.min(n, lat.length)) };
 }
 
 function percentile(sorted: Float64Array, p: number): number {
@@ -117,14 +122,14 @@ async function main(): Promise<void> {
       for (const [i, v] of VARIANTS.entries()) {
         const p = await measure(path, v, seconds);
         points[i]!.push(p);
-        console.log(`  round ${round + 1} ${v.name.padEnd(24)} ${Math.round(p.iops)} IOPS`);
+        console.log(`  round ${round + 1} ${v.name.padEnd(24)} ${Math.round(p.iops)} IOPS, ${p.cpuUs.toFixed(2)} CPU us/IO`);
       }
     }
   } finally {
     if (loop) await destroyLoopDevice(loop);
   }
   const line = (c: string[]): string => c.map((s, i) => (i === 0 ? s.padEnd(24) : s.padStart(11))).join(' ');
-  console.log(line(['variant', 'IOPS (med)', 'p50 us', 'p99 us', 'vs bare', 'worst rnd']));
+  console.log(line(['variant', 'IOPS (med)', 'p50 us', 'p99 us', 'vs bare', 'worst rnd', 'CPU us/IO']));
   const bare = points[0]!;
   for (const [i, v] of VARIANTS.entries()) {
     const ps = points[i]!;
@@ -137,6 +142,7 @@ async function main(): Promise<void> {
       (percentile(sorted, 99) / 1000).toFixed(1),
       i === 0 ? '' : median(ratios).toFixed(3),
       i === 0 ? '' : Math.min(...ratios).toFixed(3),
+      median(ps.map((p) => p.cpuUs)).toFixed(2),
     ]));
   }
 }

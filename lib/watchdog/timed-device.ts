@@ -82,6 +82,11 @@ function abortError(signal: AbortSignal): Error {
 
 function ignoreLate(): void {}
 
+/** Bounce buffers kept per length; more than a queue's worth would only hold memory. */
+const POOL_PER_LENGTH = 64;
+/** Longer reads get a fresh bounce buffer each time. */
+const POOL_MAX_BYTES = 1 << 20;
+
 /** Timed, tracked, fenced and optionally hedged I/O on one DirectDevice. */
 export class TimedDevice {
   /** The device underneath. */
@@ -92,6 +97,11 @@ export class TimedDevice {
   readonly #tracker: InflightTracker<TimedIoData>;
   readonly #fence = new WriteFence();
   readonly #hist = new LogHistogram();
+  // Aligned bounce buffers the kernel is done with, by length. Allocating one
+  // per read (a native aligned allocation and an external buffer for the GC)
+  // halved the IOPS of hedged reads; a buffer goes back only from its read's
+  // completion, so the kernel never writes into one that is handed out again.
+  readonly #bounces = new Map<number, Buffer[]>();
   #completed = 0;
   #hedged = 0;
   #closed: Promise<void> | undefined;
@@ -237,6 +247,18 @@ export class TimedDevice {
     );
   }
 
+  #bounce(length: number): Buffer {
+    return this.#bounces.get(length)?.pop() ?? this.device.alloc(length);
+  }
+
+  #release(bounce: Buffer): void {
+    const length = bounce.byteLength;
+    if (length > POOL_MAX_BYTES) return;
+    let free = this.#bounces.get(length);
+    if (!free) this.#bounces.set(length, (free = []));
+    if (free.length < POOL_PER_LENGTH) free.push(bounce);
+  }
+
   // Reads into engine buffers and copies the winner out, so the caller's buffer
   // is never written after its promise settles, whatever the losers do later.
   #bouncedRead(buf: Uint8Array, offset: number, signal: AbortSignal | undefined): Promise<TimedIoResult> {
@@ -254,22 +276,26 @@ export class TimedDevice {
       };
       signal?.addEventListener('abort', onAbort, { once: true });
       const issue = (hedged: boolean): void => {
-        const bounce = dev.alloc(length);
+        const bounce = this.#bounce(length);
         outstanding++;
         dev.read(bounce, offset).then(
           (r) => {
             outstanding--;
             if (settled) {
+              this.#release(bounce);
               this.#tracker.done(io);
               return;
             }
             settled = true;
             signal?.removeEventListener('abort', onAbort);
-            buf.set(bounce.subarray(0, length));
+            // Pooled buffers have exactly `length` bytes: no subarray view to allocate.
+            buf.set(bounce);
+            this.#release(bounce);
             resolve(this.#finish(io, r, hedged));
           },
           (e: unknown) => {
             outstanding--;
+            this.#release(bounce);
             lastError = e;
             if (outstanding > 0) return;
             this.#tracker.done(io);
