@@ -89,21 +89,11 @@ export interface PathStats extends EventPath {
   lastAction: PathAction | null;
 }
 
-/** What stats() returns. */
-export interface WatchdogStats {
+/** What stats() returns: the map's own I/O figures (all zero in passive mode) and each path's. */
+export interface WatchdogStats extends TimedDeviceStats {
   map: string;
   mode: WatchdogMode;
   running: boolean;
-  /** Our I/Os in flight and, of those, late. */
-  inflight: number;
-  late: number;
-  /** Our I/Os completed, and their latency, ms. */
-  completed: number;
-  p50Ms: number;
-  p99Ms: number;
-  maxMs: number;
-  /** Reads re-issued by hedging. */
-  hedged: number;
   paths: PathStats[];
 }
 
@@ -253,34 +243,22 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
 
   /** Reads through the map, timed and tracked. */
   read(buf: Uint8Array, offset: number, options: WatchdogIoOptions = {}): Promise<WatchdogIoResult> {
-    let io: TimedDevice;
-    try {
-      io = this.#device();
-    } catch (e) {
-      return Promise.reject(e);
-    }
+    const io = this.#io;
+    if (this.#state !== 'running' || !io) return Promise.reject(this.#notReady());
     return io.read(buf, offset, options);
   }
 
   /** Writes through the map, timed and tracked; never re-issued, and its range is fenced until the kernel completes it. */
   write(buf: Uint8Array, offset: number, options: WatchdogIoOptions = {}): Promise<WatchdogIoResult> {
-    let io: TimedDevice;
-    try {
-      io = this.#device();
-    } catch (e) {
-      return Promise.reject(e);
-    }
+    const io = this.#io;
+    if (this.#state !== 'running' || !io) return Promise.reject(this.#notReady());
     return io.write(buf, offset, options);
   }
 
   /** Flushes the map's device (fsync), timed and tracked. */
   flush(): Promise<IoResult> {
-    let io: TimedDevice;
-    try {
-      io = this.#device();
-    } catch (e) {
-      return Promise.reject(e);
-    }
+    const io = this.#io;
+    if (this.#state !== 'running' || !io) return Promise.reject(this.#notReady());
     return io.flush();
   }
 
@@ -312,13 +290,7 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
       map: this.map,
       mode: this.mode,
       running: this.#state === 'running',
-      inflight: io.inflight,
-      late: io.late,
-      completed: io.completed,
-      p50Ms: io.p50Ms,
-      p99Ms: io.p99Ms,
-      maxMs: io.maxMs,
-      hedged: io.hedged,
+      ...io,
       paths,
     };
   }
@@ -326,9 +298,13 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
   // --- I/O -----------------------------------------------------------------
 
   #device(): TimedDevice {
-    if (this.#state !== 'running') throw new Error(`Watchdog for '${this.map}' is not running (${this.#state})`);
-    if (!this.#io) throw new Error(`Watchdog for '${this.map}' runs in passive mode: it does no I/O of its own`);
+    if (this.#state !== 'running' || !this.#io) throw this.#notReady();
     return this.#io;
+  }
+
+  #notReady(): Error {
+    if (this.#state !== 'running') return new Error(`Watchdog for '${this.map}' is not running (${this.#state})`);
+    return new Error(`Watchdog for '${this.map}' runs in passive mode: it does no I/O of its own`);
   }
 
   // --- detection and attribution --------------------------------------------
