@@ -82,3 +82,5 @@ export type { WatchdogEvents, EventPath, LateEvidence, IoLateEvent, PathFailedEv
 export { DmMessageActions, DryRunActions, type PathActions } from './actions';
 export { WriteFence } from './fence';
 export { PathProbeReader, type ProbeReaderOptions } from './probe-reader';
+export { TimedDevice } from './timed-device';
+export type { TimedDeviceOptions, TimedDeviceStats, TimedIo, TimedIoData, TimedIoOptions, TimedIoResult, TimedLateHandler } from './timed-device';

@@ -14,15 +14,14 @@ import { Attributor, type Attribution } from './attribution';
 import { SystemClock, type Clock, type TimerHandle } from './clock';
 import { CounterSampler, type PathRef, type SampleRound } from './counter-sampler';
 import type { EventPath, LateEvidence, WatchdogEvents } from './events';
-import { WriteFence } from './fence';
-import { LogHistogram } from './histogram';
 import { LatencyBook } from './latency';
 import { PassiveMonitor } from './passive';
 import { createPolicyState, decide, type Decision, type Observation, type PathId, type PathStatus, type PolicyState } from './policy';
 import { resolvePolicyOptions, type PolicyOptions, type PolicyOptionsInput } from './policy-options';
 import { PathProbeReader } from './probe-reader';
 import { ProbeRunner } from './probes';
-import { InflightTracker, type LateIo, type TrackedIo } from './tracker';
+import { TimedDevice, type TimedDeviceStats, type TimedIoData, type TimedIoOptions, type TimedIoResult } from './timed-device';
+import type { LateIo } from './tracker';
 
 /** active: time our own I/O; passive: watch others' I/O through sysfs; both. */
 export type WatchdogMode = 'active' | 'passive' | 'both';
@@ -55,21 +54,11 @@ export interface WatchdogOptions extends Omit<PolicyOptionsInput, 'timeoutMs'> {
   devDir?: string;
 }
 
-/** Per-call options of read and write. */
-export interface WatchdogIoOptions {
-  /** Stop waiting. A read's buffer is then never written; a write may still land, and its range stays fenced until it does. */
-  signal?: AbortSignal;
-}
+/** Per-call options of read and write (a signal: see {@link TimedIoOptions}). */
+export type WatchdogIoOptions = TimedIoOptions;
 
-/** A finished I/O through the watchdog. */
-export interface WatchdogIoResult extends IoResult {
-  /** doneNs - submitNs, ms. */
-  latencyMs: number;
-  /** It passed its deadline. */
-  late: boolean;
-  /** The data came from a hedged re-issue. */
-  hedged: boolean;
-}
+/** A finished I/O through the watchdog: latency, late, hedged. */
+export type WatchdogIoResult = TimedIoResult;
 
 /** The last action on a path. */
 export interface PathAction {
@@ -100,37 +89,18 @@ export interface PathStats extends EventPath {
   lastAction: PathAction | null;
 }
 
-/** What stats() returns. */
-export interface WatchdogStats {
+/** What stats() returns: the map's own I/O figures (all zero in passive mode) and each path's. */
+export interface WatchdogStats extends TimedDeviceStats {
   map: string;
   mode: WatchdogMode;
   running: boolean;
-  /** Our I/Os in flight and, of those, late. */
-  inflight: number;
-  late: number;
-  /** Our I/Os completed, and their latency, ms. */
-  completed: number;
-  p50Ms: number;
-  p99Ms: number;
-  maxMs: number;
-  /** Reads re-issued by hedging. */
-  hedged: number;
   paths: PathStats[];
-}
-
-interface IoData {
-  readonly op: 'read' | 'write' | 'flush';
-  readonly offset: number;
-  readonly length: number;
-  /** Re-issues a read elsewhere (hedged reads only). */
-  hedge: (() => void) | null;
 }
 
 type State = 'new' | 'starting' | 'running' | 'stopping' | 'stopped';
 
-function abortError(signal: AbortSignal): Error {
-  return signal.reason instanceof Error ? signal.reason : new DOMException('The operation was aborted', 'AbortError');
-}
+/** stats() of a watchdog that does no I/O of its own (passive), or before start. */
+const NO_IO: TimedDeviceStats = { inflight: 0, late: 0, completed: 0, p50Ms: NaN, p99Ms: NaN, maxMs: 0, hedged: 0 };
 
 function errorOf(e: unknown): Error {
   return e instanceof Error ? e : new Error(String(e));
@@ -148,8 +118,6 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
   readonly #dm: DeviceMapper;
   readonly #sysfs: { sysfsRoot?: string };
   readonly #abort = new AbortController();
-  readonly #fence = new WriteFence();
-  readonly #hist = new LogHistogram();
   readonly #book = new LatencyBook();
   readonly #probeReader: PathProbeReader;
   readonly #probeTimers = new Map<PathId, TimerHandle>();
@@ -159,18 +127,15 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
   #stopped: Promise<void> | undefined;
   #mp: MultipathMap | undefined;
   #mapRef: PathRef | undefined;
-  #dev: DirectDevice | undefined;
+  #io: TimedDevice | undefined;
   #actions: PathActions | undefined;
   #policy: PolicyState = createPolicyState();
   #paths = new Map<PathId, PathRef>();
-  #tracker: InflightTracker<IoData> | undefined;
   #attributor: Attributor | undefined;
   #recovery: ProbeRunner | undefined;
   #sampler: CounterSampler | undefined;
   #passive: PassiveMonitor | undefined;
   #windowTimer: TimerHandle | undefined;
-  #completed = 0;
-  #hedged = 0;
   #actionGen = 0;
   #actionsInFlight = 0;
   #refreshing = false;
@@ -212,9 +177,12 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
       await this.#applyStatus(await this.#mp.status(), true);
       const timeoutMs = this.#opts.timeoutMs;
       if (this.mode !== 'passive') {
-        this.#dev = await DirectDevice.open(await this.#dm.devicePath(this.map), {
+        const device = await DirectDevice.open(await this.#dm.devicePath(this.map), {
           queueDepth: this.#o.queueDepth ?? 32,
           engine: this.#o.engine ?? 'auto',
+        });
+        this.#io = new TimedDevice({
+          device, timeoutMs, clock: this.#clock, hedgeReads: this.#o.hedgeReads === true, onLate: (late) => this.#onLate(late),
         });
       }
       this.#recovery = new ProbeRunner(this.#clock, this.#probeReader.read, timeoutMs);
@@ -243,7 +211,6 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
         this.#sampler.setDevices(this.#sampledDevices());
       }
       this.#sampler.subscribe((round) => this.#onSample(round));
-      this.#tracker = new InflightTracker<IoData>({ clock: this.#clock, timeoutMs, onLate: (late) => this.#onLate(late) });
       if (this.#passive) this.#passive.start();
       else this.#sampler.start();
       if (this.#opts.slowFactor !== null) this.#armWindow();
@@ -275,71 +242,31 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
   }
 
   /** Reads through the map, timed and tracked. */
-  async read(buf: Uint8Array, offset: number, options: WatchdogIoOptions = {}): Promise<WatchdogIoResult> {
-    const dev = this.#device();
-    options.signal?.throwIfAborted();
-    // Reads wait for unfinished writes to their range; with none held there is nothing to wait for.
-    if (this.#fence.size > 0) return this.#fence.run(offset, buf.byteLength, false, () => this.#read(dev, buf, offset, options.signal));
-    return this.#read(dev, buf, offset, options.signal);
-  }
-
-  async #read(dev: DirectDevice, buf: Uint8Array, offset: number, signal: AbortSignal | undefined): Promise<WatchdogIoResult> {
-    if (!this.#o.hedgeReads && !signal) {
-      const io = this.#track('read', offset, buf.byteLength);
-      try {
-        return this.#finish(io, await dev.read(buf, offset), false);
-      } catch (e) {
-        this.#tracker?.done(io);
-        throw e;
-      }
-    }
-    return this.#bouncedRead(dev, buf, offset, signal);
+  read(buf: Uint8Array, offset: number, options: WatchdogIoOptions = {}): Promise<WatchdogIoResult> {
+    const io = this.#io;
+    if (this.#state !== 'running' || !io) return Promise.reject(this.#notReady());
+    return io.read(buf, offset, options);
   }
 
   /** Writes through the map, timed and tracked; never re-issued, and its range is fenced until the kernel completes it. */
-  async write(buf: Uint8Array, offset: number, options: WatchdogIoOptions = {}): Promise<WatchdogIoResult> {
-    const dev = this.#device();
-    const signal = options.signal;
-    signal?.throwIfAborted();
-    // A caller that may give up may also reuse its buffer: the kernel must write a copy.
-    let src = buf;
-    if (signal) {
-      src = dev.alloc(buf.byteLength);
-      src.set(buf);
-    }
-    let io: TrackedIo<IoData> | undefined;
-    const p = this.#fence.run(offset, buf.byteLength, true, () => {
-      io = this.#track('write', offset, buf.byteLength);
-      return dev.write(src, offset);
-    });
-    const settled = p.then(
-      (r) => this.#finish(io as TrackedIo<IoData>, r, false),
-      (e: unknown) => {
-        if (io) this.#tracker?.done(io);
-        throw e;
-      },
-    );
-    return signal ? this.#raceAbort(settled, signal) : settled;
+  write(buf: Uint8Array, offset: number, options: WatchdogIoOptions = {}): Promise<WatchdogIoResult> {
+    const io = this.#io;
+    if (this.#state !== 'running' || !io) return Promise.reject(this.#notReady());
+    return io.write(buf, offset, options);
   }
 
   /** Flushes the map's device (fsync), timed and tracked. */
-  async flush(): Promise<IoResult> {
-    const dev = this.#device();
-    const io = this.#track('flush', 0, 0);
-    try {
-      const r = await dev.flush();
-      this.#tracker?.done(io);
-      return r;
-    } catch (e) {
-      this.#tracker?.done(io);
-      throw e;
-    }
+  flush(): Promise<IoResult> {
+    const io = this.#io;
+    if (this.#state !== 'running' || !io) return Promise.reject(this.#notReady());
+    return io.flush();
   }
 
   /** Per-path state, in-flight I/O, latency, failures and last action, and the map's own figures. */
   stats(): WatchdogStats {
     const now = this.#clock.now();
     const book = this.#book.snapshot(now);
+    const io = this.#io?.stats() ?? NO_IO;
     const paths: PathStats[] = [];
     for (const [devno, ref] of this.#paths) {
       const p = this.#policy.paths[devno];
@@ -363,118 +290,32 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
       map: this.map,
       mode: this.mode,
       running: this.#state === 'running',
-      inflight: this.#tracker?.size ?? 0,
-      late: this.#tracker?.lateCount ?? 0,
-      completed: this.#completed,
-      p50Ms: this.#hist.quantile(0.5),
-      p99Ms: this.#hist.quantile(0.99),
-      maxMs: this.#hist.max,
-      hedged: this.#hedged,
+      ...io,
       paths,
     };
   }
 
   // --- I/O -----------------------------------------------------------------
 
-  #device(): DirectDevice {
-    if (this.#state !== 'running') throw new Error(`Watchdog for '${this.map}' is not running (${this.#state})`);
-    if (!this.#dev) throw new Error(`Watchdog for '${this.map}' runs in passive mode: it does no I/O of its own`);
-    return this.#dev;
+  #device(): TimedDevice {
+    if (this.#state !== 'running' || !this.#io) throw this.#notReady();
+    return this.#io;
   }
 
-  #track(op: IoData['op'], offset: number, length: number): TrackedIo<IoData> {
-    return (this.#tracker as InflightTracker<IoData>).track(this.#clock.now(), { op, offset, length, hedge: null });
-  }
-
-  #finish(io: TrackedIo<IoData>, r: IoResult, hedged: boolean): WatchdogIoResult {
-    const late = io.late;
-    this.#tracker?.done(io);
-    const latencyMs = Number(r.doneNs - r.submitNs) / 1e6;
-    this.#hist.record(latencyMs);
-    this.#completed++;
-    return { bytes: r.bytes, submitNs: r.submitNs, doneNs: r.doneNs, latencyMs, late, hedged };
-  }
-
-  // Reads into engine buffers and copies the winner out, so the caller's buffer
-  // is never written after its promise settles, whatever the losers do later.
-  #bouncedRead(dev: DirectDevice, buf: Uint8Array, offset: number, signal: AbortSignal | undefined): Promise<WatchdogIoResult> {
-    const length = buf.byteLength;
-    return new Promise<WatchdogIoResult>((resolve, reject) => {
-      const io = this.#track('read', offset, length);
-      let settled = false;
-      let outstanding = 0;
-      let lastError: unknown;
-      const onAbort = (): void => {
-        if (settled) return;
-        settled = true;
-        reject(abortError(signal as AbortSignal));
-      };
-      signal?.addEventListener('abort', onAbort, { once: true });
-      const issue = (hedged: boolean): void => {
-        const bounce = dev.alloc(length);
-        outstanding++;
-        dev.read(bounce, offset).then(
-          (r) => {
-            outstanding--;
-            if (settled) {
-              this.#tracker?.done(io);
-              return;
-            }
-            settled = true;
-            signal?.removeEventListener('abort', onAbort);
-            buf.set(bounce.subarray(0, length));
-            resolve(this.#finish(io, r, hedged));
-          },
-          (e: unknown) => {
-            outstanding--;
-            lastError = e;
-            if (outstanding > 0) return;
-            this.#tracker?.done(io);
-            if (settled) return;
-            settled = true;
-            signal?.removeEventListener('abort', onAbort);
-            reject(lastError);
-          },
-        );
-      };
-      if (this.#o.hedgeReads) {
-        io.data.hedge = () => {
-          io.data.hedge = null;
-          if (settled || this.#state !== 'running') return;
-          this.#hedged++;
-          issue(true);
-        };
-      }
-      issue(false);
-    });
-  }
-
-  #raceAbort<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      const onAbort = (): void => reject(abortError(signal));
-      signal.addEventListener('abort', onAbort, { once: true });
-      p.then(
-        (v) => {
-          signal.removeEventListener('abort', onAbort);
-          resolve(v);
-        },
-        (e: unknown) => {
-          signal.removeEventListener('abort', onAbort);
-          reject(e);
-        },
-      );
-    });
+  #notReady(): Error {
+    if (this.#state !== 'running') return new Error(`Watchdog for '${this.map}' is not running (${this.#state})`);
+    return new Error(`Watchdog for '${this.map}' runs in passive mode: it does no I/O of its own`);
   }
 
   // --- detection and attribution --------------------------------------------
 
-  #onLate(late: readonly LateIo<IoData>[]): void {
+  #onLate(late: readonly LateIo<TimedIoData>[]): void {
     if (late.length === 0 || this.#state !== 'running') return;
     this.#task(this.#attributeLate(late));
   }
 
-  async #attributeLate(late: readonly LateIo<IoData>[]): Promise<void> {
-    const oldest = late[0] as LateIo<IoData>;
+  async #attributeLate(late: readonly LateIo<TimedIoData>[]): Promise<void> {
+    const oldest = late[0] as LateIo<TimedIoData>;
     let attribution: Attribution;
     try {
       attribution = await (this.#attributor as Attributor).attribute({
@@ -506,7 +347,7 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
     await Promise.all(steps);
     // A read still late once some path is out is re-issued: the selector now routes it to a usable path.
     if (this.#o.hedgeReads && this.#state === 'running' && this.#anyFailed()) {
-      for (const l of late) if (l.io.inflight) l.io.data.hedge?.();
+      for (const l of late) this.#io?.hedge(l.io);
     }
   }
 
@@ -737,9 +578,8 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
     if (this.#windowTimer) this.#clock.clearTimer(this.#windowTimer);
     this.#passive?.stop();
     this.#sampler?.stop();
-    this.#tracker?.stop();
     const closing: Promise<unknown>[] = [this.#probeReader.close(signal)];
-    if (this.#dev) closing.push(this.#dev.close(signal ? { signal } : {}));
+    if (this.#io) closing.push(this.#io.close(signal ? { signal } : {}));
     const results = await Promise.allSettled(closing);
     await Promise.allSettled([...this.#tasks]);
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');

@@ -1,0 +1,337 @@
+// TimedDevice: the Watchdog's per-I/O path with no dm map behind it. Every
+// read, write and flush on a DirectDevice gets a deadline in one
+// InflightTracker, writes hold their block range in a WriteFence until the
+// kernel completes them, late reads can be hedged through bounce buffers, and
+// every completion's latency lands in one LogHistogram. What to do about a
+// late I/O (attribution, policy, failing a path) is the caller's business:
+// it only hears about it through `onLate`.
+//
+// The plain read (no hedging, no signal) is the hot path the overhead
+// benchmark measures: it is a non-async function with one `then` and no
+// object spread, so each I/O costs a tracker node, its data and one result
+// object on top of the bare device.
+import { DeviceClosedError, type DirectDevice, type IoResult } from '../io';
+import { SystemClock, type Clock } from './clock';
+import { WriteFence } from './fence';
+import { LogHistogram } from './histogram';
+import { InflightTracker, type LateIo, type TrackedIo } from './tracker';
+
+/** What the tracker holds for each I/O of a TimedDevice. */
+export interface TimedIoData {
+  readonly op: 'read' | 'write' | 'flush';
+  /** Byte offset and length (0 and 0 for a flush). */
+  readonly offset: number;
+  readonly length: number;
+  /** Re-issues the read (hedged reads only); null once used, and for every other I/O. */
+  hedge: (() => void) | null;
+}
+
+/** One I/O tracked by a TimedDevice. */
+export type TimedIo = TrackedIo<TimedIoData>;
+
+/** Called with every I/O found late at one tracker firing, oldest first. */
+export type TimedLateHandler = (late: readonly LateIo<TimedIoData>[], nowMs: number) => void;
+
+/** Options of a TimedDevice. */
+export interface TimedDeviceOptions {
+  /** The open device; close() closes it. */
+  device: DirectDevice;
+  /** An I/O in flight longer than this is late, ms. */
+  timeoutMs: number;
+  /** Clock of the deadlines (default: CLOCK_MONOTONIC). */
+  clock?: Clock;
+  /** Hears about late I/O (default: nobody). */
+  onLate?: TimedLateHandler;
+  /** Read through bounce buffers so that a late read can be re-issued with hedge(); the first completion wins. */
+  hedgeReads?: boolean;
+}
+
+/** Per-call options of read and write. */
+export interface TimedIoOptions {
+  /** Stop waiting. A read's buffer is then never written; a write may still land, and its range stays fenced until it does. */
+  signal?: AbortSignal;
+}
+
+/** A finished read or write through a TimedDevice. */
+export interface TimedIoResult extends IoResult {
+  /** doneNs - submitNs, ms. */
+  latencyMs: number;
+  /** It passed its deadline. */
+  late: boolean;
+  /** The data came from a hedged re-issue. */
+  hedged: boolean;
+}
+
+/** What stats() returns: the I/O in flight and the latency of completed reads and writes. */
+export interface TimedDeviceStats {
+  /** I/Os in flight and, of those, reported late. */
+  inflight: number;
+  late: number;
+  /** Reads and writes completed, and their latency, ms (NaN quantiles when none). */
+  completed: number;
+  p50Ms: number;
+  p99Ms: number;
+  maxMs: number;
+  /** Reads re-issued by hedging. */
+  hedged: number;
+}
+
+function abortError(signal: AbortSignal): Error {
+  return signal.reason instanceof Error ? signal.reason : new DOMException('The operation was aborted', 'AbortError');
+}
+
+function ignoreLate(): void {}
+
+/** Bounce buffers kept per length; more than a queue's worth would only hold memory. */
+const POOL_PER_LENGTH = 64;
+/** Longer reads get a fresh bounce buffer each time. */
+const POOL_MAX_BYTES = 1 << 20;
+
+/** Timed, tracked, fenced and optionally hedged I/O on one DirectDevice. */
+export class TimedDevice {
+  /** The device underneath. */
+  readonly device: DirectDevice;
+  /** Whether reads go through bounce buffers and can be hedged. */
+  readonly hedgeReads: boolean;
+  readonly #clock: Clock;
+  readonly #tracker: InflightTracker<TimedIoData>;
+  readonly #fence = new WriteFence();
+  readonly #hist = new LogHistogram();
+  // Aligned bounce buffers the kernel is done with, by length. Allocating one
+  // per read (a native aligned allocation and an external buffer for the GC)
+  // halved the IOPS of hedged reads; a buffer goes back only from its read's
+  // completion, so the kernel never writes into one that is handed out again.
+  readonly #bounces = new Map<number, Buffer[]>();
+  #completed = 0;
+  #hedged = 0;
+  #closed: Promise<void> | undefined;
+
+  constructor(options: TimedDeviceOptions) {
+    this.device = options.device;
+    this.hedgeReads = options.hedgeReads === true;
+    this.#clock = options.clock ?? new SystemClock();
+    this.#tracker = new InflightTracker<TimedIoData>({ clock: this.#clock, timeoutMs: options.timeoutMs, onLate: options.onLate ?? ignoreLate });
+  }
+
+  /** The timeout, ms. */
+  get timeoutMs(): number {
+    return this.#tracker.timeoutMs;
+  }
+
+  /** Whether close() was called. */
+  get closed(): boolean {
+    return this.#closed !== undefined;
+  }
+
+  /** An aligned buffer for read and write. */
+  alloc(bytes: number): Buffer {
+    return this.device.alloc(bytes);
+  }
+
+  /** Reads buf.byteLength bytes at offset, timed and tracked; waits for unfinished writes to the range. */
+  read(buf: Uint8Array, offset: number, options?: TimedIoOptions): Promise<TimedIoResult> {
+    const signal = options?.signal;
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    if (this.#closed) return Promise.reject(new DeviceClosedError(this.device.path));
+    // With no write held there is nothing to wait for: skip the fence's async step.
+    if (this.#fence.size > 0) return this.#fence.run(offset, buf.byteLength, false, () => this.#read(buf, offset, signal));
+    return this.#read(buf, offset, signal);
+  }
+
+  /** Writes buf at offset, timed and tracked; never re-issued, and its range is fenced until the kernel completes it. */
+  write(buf: Uint8Array, offset: number, options?: TimedIoOptions): Promise<TimedIoResult> {
+    const signal = options?.signal;
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    if (this.#closed) return Promise.reject(new DeviceClosedError(this.device.path));
+    const dev = this.device;
+    // A caller that may give up may also reuse its buffer: the kernel must write a copy.
+    let src = buf;
+    if (signal) {
+      src = dev.alloc(buf.byteLength);
+      src.set(buf);
+    }
+    let io: TimedIo | undefined;
+    const p = this.#fence.run(offset, buf.byteLength, true, () => {
+      io = this.#track('write', offset, buf.byteLength);
+      return dev.write(src, offset);
+    });
+    const settled = p.then(
+      (r) => this.#finish(io as TimedIo, r, false),
+      (e: unknown) => {
+        if (io) this.#tracker.done(io);
+        throw e;
+      },
+    );
+    return signal ? raceAbort(settled, signal) : settled;
+  }
+
+  /** Flushes the device (fsync), timed and tracked; its latency is not recorded. */
+  flush(): Promise<IoResult> {
+    if (this.#closed) return Promise.reject(new DeviceClosedError(this.device.path));
+    const io = this.#track('flush', 0, 0);
+    return this.device.flush().then(
+      (r) => {
+        this.#tracker.done(io);
+        return r;
+      },
+      (e: unknown) => {
+        this.#tracker.done(io);
+        throw e;
+      },
+    );
+  }
+
+  /** Re-issues a late read that is still in flight; false when it cannot be (not a hedgeable read, already hedged, done, or closed). */
+  hedge(io: TimedIo): boolean {
+    const h = io.data.hedge;
+    if (h === null || !io.inflight || this.#closed) return false;
+    h();
+    return true;
+  }
+
+  /** I/O in flight, late I/O, and the latency of completed reads and writes. */
+  stats(): TimedDeviceStats {
+    return {
+      inflight: this.#tracker.size,
+      late: this.#tracker.lateCount,
+      completed: this.#completed,
+      p50Ms: this.#hist.quantile(0.5),
+      p99Ms: this.#hist.quantile(0.99),
+      maxMs: this.#hist.max,
+      hedged: this.#hedged,
+    };
+  }
+
+  /**
+   * Stops the deadlines and closes the device: resolves when its in-flight I/O
+   * drained, or rejects on `signal` (the kernel keeps its buffers). Later I/O
+   * rejects with DeviceClosedError.
+   */
+  close(options: { signal?: AbortSignal } = {}): Promise<void> {
+    if (!this.#closed) {
+      this.#tracker.stop();
+      this.#closed = this.device.close(options.signal ? { signal: options.signal } : {});
+    }
+    return this.#closed;
+  }
+
+  #track(op: TimedIoData['op'], offset: number, length: number): TimedIo {
+    // An I/O the fence held back may start after close(): the tracker is stopped by then.
+    if (this.#closed) throw new DeviceClosedError(this.device.path);
+    return this.#tracker.track(this.#clock.now(), { op, offset, length, hedge: null });
+  }
+
+  #finish(io: TimedIo, r: IoResult, hedged: boolean): TimedIoResult {
+    const late = io.late;
+    this.#tracker.done(io);
+    const latencyMs = Number(r.doneNs - r.submitNs) / 1e6;
+    this.#hist.record(latencyMs);
+    this.#completed++;
+    return { bytes: r.bytes, submitNs: r.submitNs, doneNs: r.doneNs, latencyMs, late, hedged };
+  }
+
+  #read(buf: Uint8Array, offset: number, signal: AbortSignal | undefined): Promise<TimedIoResult> {
+    if (this.hedgeReads || signal) return this.#bouncedRead(buf, offset, signal);
+    let io: TimedIo;
+    try {
+      io = this.#track('read', offset, buf.byteLength);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return this.device.read(buf, offset).then(
+      (r) => this.#finish(io, r, false),
+      (e: unknown) => {
+        this.#tracker.done(io);
+        throw e;
+      },
+    );
+  }
+
+  #bounce(length: number): Buffer {
+    return this.#bounces.get(length)?.pop() ?? this.device.alloc(length);
+  }
+
+  #release(bounce: Buffer): void {
+    const length = bounce.byteLength;
+    if (length > POOL_MAX_BYTES) return;
+    let free = this.#bounces.get(length);
+    if (!free) this.#bounces.set(length, (free = []));
+    if (free.length < POOL_PER_LENGTH) free.push(bounce);
+  }
+
+  // Reads into engine buffers and copies the winner out, so the caller's buffer
+  // is never written after its promise settles, whatever the losers do later.
+  #bouncedRead(buf: Uint8Array, offset: number, signal: AbortSignal | undefined): Promise<TimedIoResult> {
+    const length = buf.byteLength;
+    const dev = this.device;
+    return new Promise<TimedIoResult>((resolve, reject) => {
+      const io = this.#track('read', offset, length);
+      let settled = false;
+      let outstanding = 0;
+      let lastError: unknown;
+      const onAbort = (): void => {
+        if (settled) return;
+        settled = true;
+        reject(abortError(signal as AbortSignal));
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      const issue = (hedged: boolean): void => {
+        const bounce = this.#bounce(length);
+        outstanding++;
+        dev.read(bounce, offset).then(
+          (r) => {
+            outstanding--;
+            if (settled) {
+              this.#release(bounce);
+              this.#tracker.done(io);
+              return;
+            }
+            settled = true;
+            signal?.removeEventListener('abort', onAbort);
+            // Pooled buffers have exactly `length` bytes: no subarray view to allocate.
+            buf.set(bounce);
+            this.#release(bounce);
+            resolve(this.#finish(io, r, hedged));
+          },
+          (e: unknown) => {
+            outstanding--;
+            this.#release(bounce);
+            lastError = e;
+            if (outstanding > 0) return;
+            this.#tracker.done(io);
+            if (settled) return;
+            settled = true;
+            signal?.removeEventListener('abort', onAbort);
+            reject(lastError);
+          },
+        );
+      };
+      if (this.hedgeReads) {
+        io.data.hedge = () => {
+          io.data.hedge = null;
+          if (settled || this.#closed) return;
+          this.#hedged++;
+          issue(true);
+        };
+      }
+      issue(false);
+    });
+  }
+}
+
+function raceAbort<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(abortError(signal));
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (e: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(e);
+      },
+    );
+  });
+}

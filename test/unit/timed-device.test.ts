@@ -1,0 +1,195 @@
+// TimedDevice (the Watchdog's per-I/O path, no dm map) on a loop device over
+// /dev/shm. Deadlines run on a FakeClock: time moves only when the test says
+// so, so "late" is decided by the test, never by how fast the host is.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { DeviceClosedError, DirectDevice } from '../../lib/io';
+import { FakeClock } from '../../lib/watchdog/fake-clock';
+import { TimedDevice, type TimedDeviceOptions, type TimedIo, type TimedIoData } from '../../lib/watchdog/timed-device';
+import type { LateIo } from '../../lib/watchdog/tracker';
+import { withLoopDevice } from '../helpers/loop-device';
+
+const MiB = 1 << 20;
+const BLOCK = 4096;
+
+/** A TimedDevice on a fresh loop device, closed (and the loop torn down) afterwards. */
+async function withTimed(options: Omit<TimedDeviceOptions, 'device'>, fn: (t: TimedDevice) => Promise<void>): Promise<void> {
+  await withLoopDevice(MiB, async (loop) => {
+    const t = new TimedDevice({ ...options, device: await DirectDevice.open(loop.path) });
+    try {
+      await fn(t);
+    } finally {
+      await t.close();
+    }
+  }, { random: true });
+}
+
+function pattern(t: TimedDevice, byte: number): Buffer {
+  const b = t.alloc(BLOCK);
+  b.fill(byte);
+  return b;
+}
+
+test('reads and writes round-trip, and each completion is counted with its latency', async () => {
+  await withTimed({ timeoutMs: 500 }, async (t) => {
+    const data = t.alloc(2 * BLOCK);
+    randomBytes(2 * BLOCK).copy(data);
+    const w = await t.write(data, 3 * BLOCK);
+    assert.equal(w.bytes, 2 * BLOCK);
+    assert.equal(w.late, false);
+    assert.equal(w.hedged, false);
+    assert.ok(w.latencyMs >= 0);
+    const back = t.alloc(2 * BLOCK);
+    const r = await t.read(back, 3 * BLOCK);
+    assert.equal(r.bytes, 2 * BLOCK);
+    assert.ok(back.equals(data));
+    await t.flush();
+    const s = t.stats();
+    assert.equal(s.completed, 2, 'a flush is tracked but not counted');
+    assert.equal(s.inflight, 0);
+    assert.equal(s.late, 0);
+    assert.ok(s.p99Ms >= s.p50Ms);
+  });
+});
+
+test('with hedgeReads on, a plain read goes through a bounce buffer and still round-trips', async () => {
+  await withTimed({ timeoutMs: 500, hedgeReads: true }, async (t) => {
+    const data = pattern(t, 0x5a);
+    await t.write(data, 0);
+    const back = t.alloc(BLOCK);
+    const r = await t.read(back, 0);
+    assert.equal(r.hedged, false);
+    assert.ok(back.equals(data));
+  });
+});
+
+test('the write fence: a second write to an overlapping range starts only after the first completed', async () => {
+  await withTimed({ timeoutMs: 500 }, async (t) => {
+    const order: string[] = [];
+    const a = t.alloc(2 * BLOCK).fill(0xaa);
+    const b = pattern(t, 0xbb);
+    // Issued in one turn: without the fence both would be in the kernel at once.
+    const pa = t.write(a, 0).then((r) => (order.push('a'), r));
+    const pb = t.write(b, BLOCK).then((r) => (order.push('b'), r));
+    const pr = t.read(t.alloc(BLOCK), BLOCK).then((r) => (order.push('read'), r));
+    const [ra, rb] = await Promise.all([pa, pb, pr]);
+    assert.deepEqual(order, ['a', 'b', 'read']);
+    // The engine's own stamps: b was submitted no earlier than a completed.
+    assert.ok(rb.submitNs >= ra.doneNs, `b submitted at ${rb.submitNs}, a done at ${ra.doneNs}`);
+    const back = t.alloc(2 * BLOCK);
+    await t.read(back, 0);
+    assert.ok(back.subarray(0, BLOCK).equals(a.subarray(0, BLOCK)));
+    assert.ok(back.subarray(BLOCK).equals(b), 'the later write is the one on disk');
+  });
+});
+
+test('a read whose signal aborts rejects, and the caller\'s buffer is never written afterwards', async () => {
+  await withLoopDevice(MiB, async (loop) => {
+    const t = new TimedDevice({ timeoutMs: 500, device: await DirectDevice.open(loop.path) });
+    await t.write(pattern(t, 0x11), 0);
+    const mine = pattern(t, 0xee);
+    const ac = new AbortController();
+    const p = t.read(mine, 0, { signal: ac.signal });
+    // Aborted in the same turn: no completion can have been delivered yet.
+    ac.abort();
+    await assert.rejects(p, { name: 'AbortError' });
+    // close() resolves once the kernel finished every I/O, the abandoned read included.
+    await t.close();
+    assert.ok(mine.every((x) => x === 0xee), 'the buffer still holds what the caller put there');
+  });
+});
+
+test('an already aborted signal rejects before anything is issued; a write with a signal writes a copy', async () => {
+  await withTimed({ timeoutMs: 500 }, async (t) => {
+    const ac = new AbortController();
+    ac.abort(new Error('gave up'));
+    await assert.rejects(t.read(t.alloc(BLOCK), 0, { signal: ac.signal }), /gave up/);
+    await assert.rejects(t.write(t.alloc(BLOCK), 0, { signal: ac.signal }), /gave up/);
+    assert.equal(t.stats().inflight, 0);
+    const live = new AbortController();
+    const src = pattern(t, 0x42);
+    const p = t.write(src, 0, { signal: live.signal });
+    src.fill(0); // the caller reuses its buffer at once: the kernel has a copy
+    await p;
+    const back = t.alloc(BLOCK);
+    await t.read(back, 0);
+    assert.ok(back.every((x) => x === 0x42));
+  });
+});
+
+test('a deadline passing reports the in-flight I/O to onLate once, and its result says late', async () => {
+  const clock = new FakeClock(1_000);
+  const reports: LateIo<TimedIoData>[][] = [];
+  await withTimed({ timeoutMs: 100, clock, onLate: (late) => reports.push([...late]) }, async (t) => {
+    const p = t.read(t.alloc(BLOCK), 2 * BLOCK);
+    // Still in flight: completions arrive in a later turn than this one.
+    assert.equal(t.stats().inflight, 1);
+    clock.advance(150);
+    assert.equal(reports.length, 1);
+    const [late] = reports[0] as [LateIo<TimedIoData>];
+    assert.equal(late.io.data.op, 'read');
+    assert.equal(late.io.data.offset, 2 * BLOCK);
+    assert.equal(late.io.data.length, BLOCK);
+    // The fake clock fires the timer at the deadline itself: submitted at 1000, due at 1100.
+    assert.equal(late.deadlineMs, 1_100);
+    assert.equal(late.lateByMs, 0);
+    assert.equal(t.stats().late, 1);
+    clock.advance(1_000);
+    assert.equal(reports.length, 1, 'reported once');
+    const r = await p;
+    assert.equal(r.late, true);
+    assert.equal(t.stats().late, 0);
+    assert.equal(t.stats().inflight, 0);
+  });
+});
+
+test('hedge() re-issues a late read once; the first completion wins and the data is right', async () => {
+  const clock = new FakeClock();
+  const late: TimedIo[] = [];
+  await withTimed({ timeoutMs: 10, clock, hedgeReads: true, onLate: (l) => late.push(...l.map((x) => x.io)) }, async (t) => {
+    const data = pattern(t, 0x77);
+    await t.write(data, 5 * BLOCK);
+    const back = t.alloc(BLOCK);
+    const p = t.read(back, 5 * BLOCK);
+    clock.advance(20);
+    const io = late[0] as TimedIo;
+    assert.ok(io);
+    assert.equal(t.hedge(io), true);
+    assert.equal(t.hedge(io), false, 'a read is hedged once');
+    const r = await p;
+    assert.equal(r.late, true);
+    assert.ok(back.equals(data));
+    assert.equal(t.stats().hedged, 1);
+    assert.equal(t.hedge(io), false, 'a finished read is not re-issued');
+  });
+});
+
+test('hedge() refuses a read of a device without hedgeReads, and I/O after close rejects', async () => {
+  const clock = new FakeClock();
+  const late: TimedIo[] = [];
+  await withLoopDevice(MiB, async (loop) => {
+    const t = new TimedDevice({ timeoutMs: 10, clock, onLate: (l) => late.push(...l.map((x) => x.io)), device: await DirectDevice.open(loop.path) });
+    const p = t.read(t.alloc(BLOCK), 0);
+    clock.advance(20);
+    assert.equal(t.hedge(late[0] as TimedIo), false);
+    await p;
+    await t.close();
+    assert.equal(t.closed, true);
+    await assert.rejects(t.read(t.alloc(BLOCK), 0), DeviceClosedError);
+    await assert.rejects(t.write(t.alloc(BLOCK), 0), DeviceClosedError);
+    await assert.rejects(t.flush(), DeviceClosedError);
+  });
+});
+
+test('a bad timeout is refused when the TimedDevice is made', async () => {
+  await withLoopDevice(MiB, async (loop) => {
+    const device = await DirectDevice.open(loop.path);
+    try {
+      assert.throws(() => new TimedDevice({ device, timeoutMs: 0 }), /timeoutMs must be a finite number > 0, got 0/);
+      assert.throws(() => new TimedDevice({ device, timeoutMs: Infinity }), RangeError);
+    } finally {
+      await device.close();
+    }
+  });
+});
