@@ -126,7 +126,7 @@ export async function runDemo(options: { timeoutMs: number; baselineMs: number }
     });
     w.on('path-failed', (e) => {
       failed ??= { at: performance.now(), e };
-      at(`path-failed: ${e.path.name} (${e.path.devno}) failed by ${e.action}, ${e.sinceFaultMs.toFixed(0)} ms after its late I/O was submitted`);
+      at(`path-failed: ${e.path.name} (${e.path.devno}) failed by ${e.action}, ${e.sinceFaultMs.toFixed(0)} ms after the first sign of the fault`);
     });
     w.on('path-reinstated', (e) => {
       reinstated ??= { at: performance.now(), e };
