@@ -80,7 +80,7 @@ export function formatMapReport(m: StatusMapReport): string {
   const rows: string[][] = [];
   for (const g of m.groups) {
     for (const p of g.paths) {
-      rows.push([`  ${g.number} ${g.state}${g.number === m.currentGroup ? '*' : ''}`, g.selector, p.devno, p.name ?? '-', p.state, `fails ${p.failCount}`, p.wwid ?? '-']);
+      rows.push([`  ${g.number} ${g.state}${g.number === m.currentGroup ? '*' : ''}`, g.selector, p.devno, p.name ?? '-', p.state, String(p.failCount), p.wwid ?? '-']);
     }
   }
   return `${head}\n${columns([['  group', 'selector', 'devno', 'device', 'state', 'fails', 'wwid'], ...rows])}`;
