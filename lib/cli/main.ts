@@ -1,14 +1,34 @@
 #!/usr/bin/env node
-// The `mpath-watchdog` command. Subcommands arrive with the watchdog; today it
-// reports what it was built against.
+// The `mpath-watchdog` command: dispatches to one module per subcommand and
+// owns the exit statuses (0 ok, 1 runtime failure, 2 usage error) and the
+// one-line error report.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { compiledDmVersion } from '../index';
+import { EXIT, UsageError, parse } from './args';
+import type { Command } from './command';
+import { createCommand, removeCommand } from './create';
+import { demoCommand } from './demo';
+import { errorLine, isExpectedError, type CliIo } from './output';
+import { failCommand, reinstateCommand } from './path-action';
+import { statusCommand } from './status';
+import { watchCommand } from './watch';
 
-const USAGE = `usage: mpath-watchdog [--version] [--help] <command>
+/** Every subcommand, in the order --help lists them. */
+export const COMMANDS: readonly Command[] = [statusCommand, watchCommand, failCommand, reinstateCommand, createCommand, removeCommand, demoCommand];
+
+/** The top-level --help text. */
+export const USAGE = `usage: mpath-watchdog [--version] [--help] <command> [args]
 
 A per-I/O latency watchdog for dm-multipath.
+
+commands:
+${COMMANDS.map((c) => `  ${c.name.padEnd(10)}  ${c.summary}`).join('\n')}
+
+'mpath-watchdog <command> --help' describes a command.
+
+exit status: 0 ok, 1 the command failed (device-mapper refused, map missing,
+not root, I/O error), 2 bad arguments (nothing was done).
 
 options:
   --version   print the package version and the dm ioctl interface it was built for
@@ -19,31 +39,49 @@ function packageVersion(): string {
   return pkg.version;
 }
 
-/** Runs the CLI with argv (without node and script) and returns the exit status. */
-export function main(argv: string[]): number {
-  let parsed;
+const PROCESS_IO: CliIo = { stdout: process.stdout, stderr: process.stderr };
+
+/** Runs the CLI with argv (without node and script) and resolves to the exit status; never rejects. */
+export async function main(argv: readonly string[], io: CliIo = PROCESS_IO): Promise<number> {
+  const name = argv[0];
+  const command = COMMANDS.find((c) => c.name === name);
   try {
-    parsed = parseArgs({ args: argv, options: { version: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } }, allowPositionals: true, strict: true });
-  } catch (err) {
-    process.stderr.write(`mpath-watchdog: ${(err as Error).message}\n${USAGE}\n`);
-    return 2;
+    if (!command) {
+      const { values, positionals } = parse('', argv, { version: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } });
+      if (positionals.length > 0) throw new UsageError('', `unknown command '${positionals[0]}'`);
+      if (values.version) {
+        const dm = compiledDmVersion();
+        io.stdout.write(`mpath-watchdog ${packageVersion()} (dm ioctl ${dm.major}.${dm.minor}.${dm.patch})\n`);
+      } else {
+        io.stdout.write(`${USAGE}\n`);
+      }
+      return EXIT.ok;
+    }
+    const rest = argv.slice(1);
+    const end = rest.indexOf('--');
+    const flags = end < 0 ? rest : rest.slice(0, end);
+    if (flags.includes('--help') || flags.includes('-h')) {
+      io.stdout.write(`${command.help}\n`);
+      return EXIT.ok;
+    }
+    return await command.run(rest, io);
+  } catch (e) {
+    if (e instanceof UsageError) {
+      const who = e.command ? `mpath-watchdog ${e.command}` : 'mpath-watchdog';
+      io.stderr.write(`${who}: ${e.message}\n${who} --help shows the usage\n`);
+      return EXIT.usage;
+    }
+    const who = command ? `mpath-watchdog ${command.name}` : 'mpath-watchdog';
+    io.stderr.write(`${who}: ${errorLine(e)}\n`);
+    // An error we did not foresee is a bug: its stack helps whoever reports it.
+    if (!isExpectedError(e) && e instanceof Error && e.stack) io.stderr.write(`${e.stack}\n`);
+    return EXIT.failure;
   }
-  const { values, positionals } = parsed;
-  if (values.help) {
-    process.stdout.write(`${USAGE}\n`);
-    return 0;
-  }
-  if (values.version) {
-    const dm = compiledDmVersion();
-    process.stdout.write(`mpath-watchdog ${packageVersion()} (dm ioctl ${dm.major}.${dm.minor}.${dm.patch})\n`);
-    return 0;
-  }
-  if (positionals.length > 0) {
-    process.stderr.write(`mpath-watchdog: unknown command '${positionals[0]}'\n${USAGE}\n`);
-    return 2;
-  }
-  process.stdout.write(`${USAGE}\n`);
-  return 0;
 }
 
-if (require.main === module) process.exitCode = main(process.argv.slice(2));
+if (require.main === module) {
+  void main(process.argv.slice(2)).then((code) => {
+    // Reads abandoned on a hung path may keep handles alive: the status is final, so leave now.
+    process.exit(code);
+  });
+}
