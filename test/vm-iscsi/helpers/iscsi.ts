@@ -1,0 +1,185 @@
+// The iSCSI topology's moving parts for tests and the failover bench, inside
+// the guest (`--topology iscsi`, scripts/guest-iscsi.sh): the two LIO disks and
+// their portals, multipathd started with a config that can build a map over
+// LIO (DESIGN.md, "multipathd in the guest"), and the nftables fault that
+// silences one portal. Every wait is bounded; every fault has an undo.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream, existsSync, readFileSync, readdirSync, realpathSync, writeFileSync, mkdirSync } from 'node:fs';
+import { MultipathdClient, MultipathdError, type MultipathdPath } from '../../../lib/multipathd';
+import type { MultipathMap, PathState } from '../../../lib/multipath';
+
+/** One iSCSI path: the disk a session gave and the portal it goes through. */
+export interface LioDisk {
+  /** Kernel name, e.g. sdc. */
+  name: string;
+  /** major:minor. */
+  devno: string;
+  /** Portal address of its session, e.g. 127.0.0.2. */
+  portal: string;
+  /** iSCSI session number (sysfs `sessionN`). */
+  session: number;
+}
+
+export const IQN = 'iqn.2026-11.org.mpath-watchdog:lun0';
+const FAULT_TABLE = 'mpw_fault';
+
+async function run(cmd: string, args: string[], input?: string): Promise<string> {
+  const { execa } = await import('execa');
+  return (await execa(cmd, args, { timeout: 60_000, ...(input === undefined ? {} : { input }) })).stdout;
+}
+
+/** Resolves when `cond` holds; rejects naming `what` after `ms`. */
+export async function waitFor(what: string, cond: () => boolean | Promise<boolean>, ms = 20_000, stepMs = 50): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, stepMs));
+  }
+}
+
+/** The LIO-ORG disks, sorted by portal; each named by its session's portal address. */
+export function lioDisks(): LioDisk[] {
+  const out: LioDisk[] = [];
+  for (const name of readdirSync('/sys/block')) {
+    const vendor = `/sys/block/${name}/device/vendor`;
+    if (!existsSync(vendor) || !readFileSync(vendor, 'utf8').startsWith('LIO-ORG')) continue;
+    const m = /\/session(\d+)\//.exec(realpathSync(`/sys/block/${name}/device`));
+    if (!m) continue;
+    const session = Number(m[1]);
+    const conn = `/sys/class/iscsi_connection/connection${session}:0`;
+    const addr = ['persistent_address', 'address'].map((f) => `${conn}/${f}`).find((f) => existsSync(f));
+    out.push({
+      name,
+      devno: readFileSync(`/sys/block/${name}/dev`, 'utf8').trim(),
+      portal: addr === undefined ? '?' : readFileSync(addr, 'utf8').trim(),
+      session,
+    });
+  }
+  return out.sort((a, b) => a.portal.localeCompare(b.portal));
+}
+
+/** The two LIO disks; throws when the topology is not there. */
+export function twoLioDisks(): [LioDisk, LioDisk] {
+  const d = lioDisks();
+  if (d.length !== 2) throw new Error(`expected two LIO iSCSI disks, found ${d.length} (${d.map((x) => x.name).join(', ')}): run with --topology iscsi`);
+  return d as [LioDisk, LioDisk];
+}
+
+/** multipath.conf settings that differ per run. */
+export interface MultipathdConfig {
+  /** `defaults` lines, e.g. ['polling_interval 2']. */
+  defaults?: string[];
+}
+
+/**
+ * The multipath.conf for the guest. LIO needs its own device entry (0.9.4 has
+ * none; detect_prio would pick alua, whose handler fails with ENODEV); the
+ * scsi_debug disks are blacklisted so that no second map is built over them;
+ * find_multipaths no, so that no wwids file is needed.
+ */
+export function multipathConf(config: MultipathdConfig = {}): string {
+  return [
+    'defaults {',
+    '\tuser_friendly_names no',
+    '\tfind_multipaths no',
+    ...(config.defaults ?? []).map((l) => `\t${l}`),
+    '}',
+    'blacklist {',
+    '\tdevice {\n\t\tvendor "Linux"\n\t\tproduct "scsi_debug"\n\t}',
+    '}',
+    'devices {',
+    '\tdevice {\n\t\tvendor "LIO-ORG"\n\t\tproduct ".*"\n\t\thardware_handler "0"\n\t\tprio const\n\t\tpath_grouping_policy multibus\n\t}',
+    '}',
+    '',
+  ].join('\n');
+}
+
+/** A multipathd we started. */
+export interface Multipathd {
+  readonly pid: number;
+  readonly client: MultipathdClient;
+  /** Its log file. */
+  readonly log: string;
+  /** The tail of its log, for failure messages. */
+  tail(lines?: number): string;
+  /** Stops it (SIGTERM, then SIGKILL after 15 s) and waits for it to exit. */
+  stop(): Promise<void>;
+}
+
+/** Writes /etc/multipath.conf and starts `multipathd -d` (foreground) with it; resolves once its socket answers (bounded). */
+export async function startMultipathd(config: MultipathdConfig = {}, log = '/run/mpw-multipathd.log'): Promise<Multipathd> {
+  mkdirSync('/etc/multipath', { recursive: true });
+  writeFileSync('/etc/multipath.conf', multipathConf(config));
+  const out = createWriteStream(log, { flags: 'a' });
+  out.write(`--- multipathd start ${new Date().toISOString()} ${JSON.stringify(config)}\n`);
+  const child: ChildProcess = spawn('multipathd', ['-d', '-s', '-v3'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  child.stdout?.pipe(out, { end: false });
+  child.stderr?.pipe(out, { end: false });
+  let exited = false;
+  const exit = new Promise<void>((resolve) => child.once('exit', () => { exited = true; resolve(); }));
+  const client = new MultipathdClient({ timeoutMs: 10_000 });
+  const tail = (n = 30): string => (existsSync(log) ? readFileSync(log, 'utf8').trimEnd().split('\n').slice(-n).join('\n') : '');
+  const stop = async (): Promise<void> => {
+    if (!exited) child.kill('SIGTERM');
+    const timer = setTimeout(() => { if (!exited) child.kill('SIGKILL'); }, 15_000);
+    await exit;
+    clearTimeout(timer);
+  };
+  try {
+    await waitFor('multipathd to answer on its socket', async () => {
+      if (exited) throw new Error(`multipathd exited at start:\n${tail()}`);
+      return client.isRunning({ timeoutMs: 2000 }).catch((e: unknown) => {
+        if (e instanceof MultipathdError) return false;
+        throw e;
+      });
+    }, 30_000, 200);
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+  if (child.pid === undefined) throw new Error('multipathd has no pid');
+  return { pid: child.pid, client, log, tail, stop };
+}
+
+/** Waits (bounded) until multipathd has one map over both disks with both paths active; returns the map's name. */
+export async function waitForMap(mpd: Multipathd, disks: readonly LioDisk[], ms = 90_000): Promise<string> {
+  let last: MultipathdPath[] = [];
+  try {
+    await waitFor('multipathd to build the map over the iSCSI paths', async () => {
+      last = await mpd.client.showPaths().catch(() => []);
+      const mine = disks.map((d) => last.find((p) => p.dev === d.name));
+      const maps = new Set(mine.map((p) => p?.map));
+      return mine.every((p) => p?.map !== undefined && p.dmState === 'active') && maps.size === 1;
+    }, ms, 500);
+  } catch (e) {
+    throw new Error(`${(e as Error).message}; its paths: ${JSON.stringify(last)}\n--- multipathd log:\n${mpd.tail()}`);
+  }
+  return last.find((p) => p.dev === disks[0]?.name)?.map as string;
+}
+
+/** Drops every packet to and from `portal`:3260 (output hook sees both directions on loopback). */
+export async function dropPortal(portal: string): Promise<void> {
+  await run('nft', ['-f', '-'], [
+    `table inet ${FAULT_TABLE} {`,
+    '  chain out {',
+    '    type filter hook output priority 0; policy accept;',
+    `    ip daddr ${portal} tcp dport 3260 drop`,
+    `    ip saddr ${portal} tcp sport 3260 drop`,
+    '  }',
+    '}',
+    '',
+  ].join('\n'));
+}
+
+/** Removes the fault table; a missing table is fine. */
+export async function healPortals(): Promise<void> {
+  await run('nft', ['delete', 'table', 'inet', FAULT_TABLE]).catch((e: unknown) => {
+    if (!/No such file or directory|does not exist/.test(String((e as { stderr?: string }).stderr ?? e))) throw e;
+  });
+}
+
+/** The path's state in the map's dm status (through the ioctl: cheap enough to sample every 100 ms), undefined when absent. */
+export async function dmPathState(map: MultipathMap, devno: string): Promise<PathState | undefined> {
+  const status = await map.status();
+  return status.groups.flatMap((g) => g.paths).find((p) => p.device === devno)?.state;
+}
