@@ -24,7 +24,7 @@ before(async () => {
   mapName = await waitForMap(mpd, disks);
   mp = await MultipathMap.open(dm, mapName);
   console.log(`# multipathd built ${mapName} over ${disks.map((d) => `${d.name} (${d.portal})`).join(', ')} in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
-}, { timeout: 150_000 });
+}, { timeout: 300_000 });
 
 after(async () => {
   await healPortals();

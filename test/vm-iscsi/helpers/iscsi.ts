@@ -69,6 +69,8 @@ export function twoLioDisks(): [LioDisk, LioDisk] {
 export interface MultipathdConfig {
   /** `defaults` lines, e.g. ['polling_interval 2']. */
   defaults?: string[];
+  /** Extra lines of the LIO-ORG `device` entry, e.g. ['path_selector "round-robin 0"']. */
+  device?: string[];
 }
 
 /**
@@ -88,7 +90,9 @@ export function multipathConf(config: MultipathdConfig = {}): string {
     '\tdevice {\n\t\tvendor "Linux"\n\t\tproduct "scsi_debug"\n\t}',
     '}',
     'devices {',
-    '\tdevice {\n\t\tvendor "LIO-ORG"\n\t\tproduct ".*"\n\t\thardware_handler "0"\n\t\tprio const\n\t\tpath_grouping_policy multibus\n\t}',
+    '\tdevice {\n\t\tvendor "LIO-ORG"\n\t\tproduct ".*"\n\t\thardware_handler "0"\n\t\tprio const\n\t\tpath_grouping_policy multibus',
+    ...(config.device ?? []).map((l) => `\t\t${l}`),
+    '\t}',
     '}',
     '',
   ].join('\n');
@@ -125,17 +129,20 @@ export async function startMultipathd(config: MultipathdConfig = {}, log = '/run
     await exit;
     clearTimeout(timer);
   };
+  // The socket is bound at once but served only after the initial configuration
+  // (uxlsnrloop waits out DAEMON_CONFIGURE, multipathd/main.c), which builds the
+  // maps: about 25 s under TCG (DESIGN.md), more on a loaded host.
   try {
     await waitFor('multipathd to answer on its socket', async () => {
-      if (exited) throw new Error(`multipathd exited at start:\n${tail()}`);
-      return client.isRunning({ timeoutMs: 2000 }).catch((e: unknown) => {
+      if (exited) throw new Error('multipathd exited at start');
+      return client.isRunning({ timeoutMs: 3000 }).catch((e: unknown) => {
         if (e instanceof MultipathdError) return false;
         throw e;
       });
-    }, 30_000, 200);
+    }, 150_000, 500);
   } catch (e) {
     await stop();
-    throw e;
+    throw new Error(`${(e as Error).message}\n--- multipathd log:\n${tail()}`);
   }
   if (child.pid === undefined) throw new Error('multipathd has no pid');
   return { pid: child.pid, client, log, tail, stop };
@@ -182,4 +189,42 @@ export async function healPortals(): Promise<void> {
 export async function dmPathState(map: MultipathMap, devno: string): Promise<PathState | undefined> {
   const status = await map.status();
   return status.groups.flatMap((g) => g.paths).find((p) => p.device === devno)?.state;
+}
+
+/** open-iscsi session timers (iscsid.conf names). */
+export interface IscsiTimers {
+  /** node.session.timeo.replacement_timeout, s. */
+  replacementTimeoutS: number;
+  /** node.conn[0].timeo.noop_out_interval, s. */
+  noopOutIntervalS: number;
+  /** node.conn[0].timeo.noop_out_timeout, s. */
+  noopOutTimeoutS: number;
+}
+
+/** Writes the timers into both node records, then logs out and in again so that the sessions use them; resolves with the new disks (bounded). */
+export async function reloginWith(timers: IscsiTimers): Promise<[LioDisk, LioDisk]> {
+  const set: [string, number][] = [
+    ['node.session.timeo.replacement_timeout', timers.replacementTimeoutS],
+    ['node.conn[0].timeo.noop_out_interval', timers.noopOutIntervalS],
+    ['node.conn[0].timeo.noop_out_timeout', timers.noopOutTimeoutS],
+  ];
+  for (const [name, value] of set) await run('iscsiadm', ['-m', 'node', '-T', IQN, '-o', 'update', '-n', name, '-v', String(value)]);
+  await run('iscsiadm', ['-m', 'node', '-T', IQN, '--logout']).catch(() => undefined);
+  await waitFor('the old iSCSI disks to go', () => lioDisks().length === 0, 30_000, 200);
+  await run('iscsiadm', ['-m', 'node', '-T', IQN, '--login']);
+  await waitFor('two iSCSI disks after login', () => lioDisks().length === 2 && lioDisks().every((d) => existsSync(`/dev/${d.name}`)), 60_000, 200);
+  await run('udevadm', ['settle', '--timeout=30']).catch(() => undefined);
+  return twoLioDisks();
+}
+
+/** The session's timers as the kernel has them (sysfs), to report what a run used. */
+export function sessionTimers(disk: LioDisk): { recoveryTmoS: number; noopIntervalS: number; noopTimeoutS: number } {
+  const num = (f: string): number => (existsSync(f) ? Number(readFileSync(f, 'utf8').trim()) : Number.NaN);
+  const conn = `/sys/class/iscsi_connection/connection${disk.session}:0`;
+  return {
+    recoveryTmoS: num(`/sys/class/iscsi_session/session${disk.session}/recovery_tmo`),
+    // iscsi_tcp's connection params: recv_tmo is noop_out_interval, ping_tmo noop_out_timeout.
+    noopIntervalS: num(`${conn}/recv_tmo`),
+    noopTimeoutS: num(`${conn}/ping_tmo`),
+  };
 }
