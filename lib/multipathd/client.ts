@@ -19,7 +19,13 @@ export interface MultipathdClientOptions {
   sockets?: readonly string[];
   /** Per-call deadline covering connect, send and reply, ms (default 4000). */
   timeoutMs?: number;
-  /** When no socket answers, run the `multipathd` CLI instead (true, or the binary's path). Off by default. */
+  /**
+   * When no socket answers, run the `multipathd` CLI instead: true (default,
+   * `multipathd` from PATH), a binary's path, or false. Needed on Node 20,
+   * whose libuv pads an abstract socket address to the full 108 bytes
+   * (measured: /proc/net/unix shows `@/name@@@…`), so net.connect never
+   * reaches multipathd's exact-length abstract name.
+   */
   cliFallback?: boolean | string;
 }
 
@@ -71,7 +77,8 @@ export class MultipathdClient {
     if (this.sockets.length === 0) throw new TypeError('MultipathdClient: sockets must name at least one socket');
     this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     if (!Number.isFinite(this.timeoutMs) || this.timeoutMs <= 0) throw new RangeError(`MultipathdClient: timeoutMs must be > 0, got ${String(options.timeoutMs)}`);
-    this.#cli = options.cliFallback === true ? 'multipathd' : options.cliFallback === false ? undefined : options.cliFallback;
+    const cli = options.cliFallback ?? true;
+    this.#cli = cli === true ? 'multipathd' : cli === false ? undefined : cli;
   }
 
   /**
@@ -94,8 +101,9 @@ export class MultipathdClient {
       if (outcome.kind === 'reply') return interpretReply(command, outcome.reply);
       lastRefusal = outcome.cause;
     }
-    if (this.#cli !== undefined) return this.#viaCli(command, deadline, options.signal);
-    throw new MultipathdError('not-running', command, `multipathd is not running (nothing listens on ${describe(this.sockets)})`, { cause: lastRefusal });
+    const absent = `nothing listens on ${describe(this.sockets)}`;
+    if (this.#cli !== undefined) return this.#viaCli(command, deadline, options.signal, absent);
+    throw new MultipathdError('not-running', command, `multipathd is not running (${absent})`, { cause: lastRefusal });
   }
 
   // One connection: a reply, or "nobody listens here" so that the next socket is tried.
@@ -148,23 +156,30 @@ export class MultipathdClient {
     });
   }
 
-  async #viaCli(command: string, deadline: number, signal: AbortSignal | undefined): Promise<string> {
+  async #viaCli(command: string, deadline: number, signal: AbortSignal | undefined, absent: string): Promise<string> {
     const { execa } = await import('execa');
-    // uxclnt joins its arguments with spaces and prints the reply without the
-    // leading "fail\n"; exit status 1 means a fail reply (multipathd/uxclnt.c).
-    const r = await execa(this.#cli as string, [command], {
+    const cli = this.#cli as string;
+    // multipathd/uxclnt.c (0.9.4): prints the reply as is and exits 1 on a
+    // "fail" reply; exits 1 printing nothing when it cannot connect; prints
+    // "timeout receiving packet" or "error N receiving packet" otherwise.
+    const r = await execa(cli, [command], {
       reject: false,
+      stripFinalNewline: false,
       timeout: Math.max(1, deadline - Date.now()),
       ...(signal === undefined ? {} : { cancelSignal: signal }),
     });
-    if (r.isCanceled) throw new MultipathdError('aborted', command, `'${command}' through the multipathd CLI was aborted`);
-    if (r.timedOut) throw new MultipathdError('timeout', command, `the multipathd CLI gave no answer to '${command}' within the deadline`);
-    if (r.exitCode === 0) return interpretReply(command, `${r.stdout}\n`);
-    const text = `${r.stdout}\n${r.stderr}`.trim();
-    if (r.exitCode === undefined || /can't connect|cannot connect|No such file|not found/i.test(text)) {
-      throw new MultipathdError('not-running', command, `multipathd is not running (the CLI said: ${text || r.shortMessage})`);
+    if (r.isCanceled) throw new MultipathdError('aborted', command, `'${command}' to multipathd (CLI) was aborted`, { cause: signal?.reason });
+    if (r.timedOut) throw new MultipathdError('timeout', command, `no reply from multipathd to '${command}' within the deadline (CLI ${cli})`);
+    if (r.exitCode === undefined) {
+      throw new MultipathdError('not-running', command, `multipathd is not running (${absent}; the CLI ${cli} could not be run: ${r.shortMessage})`, { cause: r.cause });
     }
-    throw new MultipathdError('failed', command, `multipathd refused '${command}'${text ? `: ${text}` : ''}`, { reply: text });
+    const out = String(r.stdout);
+    if (r.exitCode !== 0 && out.trim() === '') throw new MultipathdError('not-running', command, `multipathd is not running (${absent}, nor for ${cli})`);
+    if (/^timeout receiving packet/.test(out)) throw new MultipathdError('timeout', command, `no reply from multipathd to '${command}' (CLI ${cli}: ${out.trim()})`);
+    if (/^(cannot send packet|error -?\d+ receiving packet)/.test(out)) throw new MultipathdError('io', command, `multipathd CLI ${cli}: ${out.trim()}`);
+    const reply = interpretReply(command, out);
+    if (r.exitCode !== 0) throw new MultipathdError('failed', command, `multipathd refused '${command}': ${out.trim()}`, { reply: out });
+    return reply;
   }
 
   /** True when a daemon answers on one of the sockets; false when none listens. Other errors reject. */

@@ -2,7 +2,7 @@
 // speaks multipathd's framing (test/unit/helpers/fake-multipathd.ts).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, mkdir, rm, symlink } from 'node:fs/promises';
+import { chmod, mkdtemp, mkdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -107,7 +107,7 @@ test('the daemon\'s other replies: timeout (busy), permission, usage', async () 
 test('no daemon: "multipathd is not running", naming the sockets tried', async () => {
   const dead = deadSocketPath();
   try {
-    const c = new MultipathdClient({ sockets: [`\0/mpw-test/none-${process.pid}`, dead.path] });
+    const c = new MultipathdClient({ sockets: [`\0/mpw-test/none-${process.pid}`, dead.path], cliFallback: false });
     await assert.rejects(c.showMaps(), isCode('not-running', /^multipathd is not running \(nothing listens on @\/mpw-test\/none-\d+ or .*none\.socket\)$/));
     assert.equal(await c.isRunning(), false);
     const d = await detectMultipathd('mpw-lun', { client: c });
@@ -122,7 +122,7 @@ test('falls back to the next socket when the first has no listener', async () =>
   const dead = deadSocketPath();
   try {
     await withDaemon(answering(), async (d) => {
-      const c = new MultipathdClient({ sockets: [dead.path, d.path] });
+      const c = new MultipathdClient({ sockets: [dead.path, d.path], cliFallback: false });
       assert.equal(await c.isRunning(), true);
       assert.deepEqual(d.commands, ['show daemon']);
     });
@@ -205,7 +205,7 @@ test('chooseActions: auto picks multipathd only when it lists the map; prefer fo
   });
   const dead = deadSocketPath();
   try {
-    const client = new MultipathdClient({ sockets: [dead.path] });
+    const client = new MultipathdClient({ sockets: [dead.path], cliFallback: false });
     assert.ok((await chooseActions(managed, { client })) instanceof DmMessageActions);
     await assert.rejects(chooseActions(managed, { client, prefer: 'multipathd' }), isCode('not-running', /multipathd is not running/));
   } finally {
@@ -218,4 +218,49 @@ test('chooseActions auto: a daemon that cannot be asked is an error, not a silen
   await withDaemon(() => undefined, async (_d, client) => {
     await assert.rejects(chooseActions(await fakeMap('mpw-lun'), { client, timeoutMs: 100 }), isCode('timeout', /cannot tell whether multipathd manages 'mpw-lun'.*choose the actions explicitly/));
   });
+});
+
+/** A stand-in `multipathd` CLI that answers like 0.9.4's uxclnt (reply printed as is, exit 1 on fail, silent exit 1 when it cannot connect). */
+async function fakeCli(): Promise<{ path: string; log: string; cleanup: () => Promise<void> }> {
+  const dir = await mkdtemp(join(tmpdir(), 'mpw-mpathd-cli-'));
+  const path = join(dir, 'multipathd');
+  const log = join(dir, 'argv');
+  await writeFile(path, [
+    '#!/bin/sh',
+    `printf '%s\\n' "$*" >> '${log}'`,
+    'case "$1" in',
+    '  "show maps raw format"*) printf \'mpw-lun|36001405abc|dm-0|active|2\\n\' ;;',
+    '  "fail path sdc") printf \'ok\\n\' ;;',
+    '  "fail path sdz") printf \'fail\\n\'; exit 1 ;;',
+    '  "show slow") printf \'timeout receiving packet\\n\'; exit 1 ;;',
+    '  "show hang") sleep 5 ;;',
+    '  *) exit 1 ;;',
+    'esac',
+    '',
+  ].join('\n'));
+  await chmod(path, 0o755);
+  return { path, log, cleanup: () => rm(dir, { recursive: true, force: true }) };
+}
+
+test('CLI fallback when no socket answers: replies, fail, not running, timeout, missing binary', async () => {
+  const cli = await fakeCli();
+  const dead = deadSocketPath();
+  try {
+    const c = new MultipathdClient({ sockets: [dead.path], cliFallback: cli.path, timeoutMs: 2000 });
+    assert.deepEqual((await c.showMaps()).map((m) => m.name), ['mpw-lun']);
+    await c.failPath('sdc');
+    await assert.rejects(c.failPath('sdz'), isCode('failed', /refused 'fail path sdz'/));
+    await assert.rejects(c.command('show daemon'), isCode('not-running', /multipathd is not running/));
+    assert.equal(await c.isRunning(), false);
+    await assert.rejects(c.command('show slow'), isCode('timeout', /timeout receiving packet/));
+    await assert.rejects(c.command('show hang', { timeoutMs: 200 }), isCode('timeout'));
+    const missing = new MultipathdClient({ sockets: [dead.path], cliFallback: join(dead.path, 'no-such-multipathd') });
+    await assert.rejects(missing.showMaps(), isCode('not-running', /could not be run/));
+    const { readFile } = await import('node:fs/promises');
+    const argv = (await readFile(cli.log, 'utf8')).trim().split('\n');
+    assert.deepEqual(argv.slice(0, 3), ['show maps raw format "%n|%w|%d|%t|%N"', 'fail path sdc', 'fail path sdz']);
+  } finally {
+    dead.cleanup();
+    await cli.cleanup();
+  }
 });
