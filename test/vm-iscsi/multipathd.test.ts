@@ -4,9 +4,10 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  DeviceMapper, MultipathMap, MultipathdActions, MultipathdError, Watchdog, detectMultipathd, type WatchdogEvents,
+  DeviceMapper, MultipathMap, MultipathdActions, MultipathdError, Watchdog, detectMultipathd,
 } from '../../lib/index';
 import { dmPathState, dropPortal, healPortals, startMultipathd, twoLioDisks, waitFor, waitForMap, type LioDisk, type Multipathd } from './helpers/iscsi';
+import { record, type Recorded } from '../vm/helpers/events';
 
 const POLL_S = 2;
 const BLOCK = 4096;
@@ -96,18 +97,6 @@ test('a path failed through multipathd stays failed for 3+ polling intervals, an
   const seen = (await daemon().client.showPaths()).find((p) => p.dev === pa.name);
   assert.equal(seen?.dmState, 'active');
 });
-
-type Recorded = { [K in keyof WatchdogEvents]: { at: number; payload: WatchdogEvents[K][0] }[] };
-
-function record(wd: Watchdog): Recorded {
-  const r: Recorded = { 'io-late': [], 'path-failed': [], 'path-reinstated': [], 'last-path-kept': [], error: [], stopped: [] };
-  for (const name of Object.keys(r) as (keyof WatchdogEvents)[]) {
-    (wd as unknown as NodeJS.EventEmitter).on(name, (payload: unknown) => {
-      (r[name] as { at: number; payload: unknown }[]).push({ at: performance.now(), payload });
-    });
-  }
-  return r;
-}
 
 test('an nft drop of one portal: the watchdog (auto-detected multipathd actions) fails that path, reads go on, and it reinstates after healing', { timeout: 240_000 }, async () => {
   const victim = disks[1];
