@@ -49,6 +49,16 @@ function errnoCode(err: unknown): string | undefined {
   return typeof err === 'object' && err !== null && 'code' in err && typeof (err as { code: unknown }).code === 'string' ? (err as { code: string }).code : undefined;
 }
 
+/**
+ * The command as the CLI's argv: one word per argument, a double-quoted value
+ * kept whole with its quotes. 0.9.4's CLI answers "fail" to a whole command
+ * passed as one argument (measured in the guest), and joins its arguments with
+ * spaces before sending them.
+ */
+export function cliWords(command: string): string[] {
+  return command.match(/"[^"]*"|[^\s"]+/g) ?? [];
+}
+
 /** Turns a reply into text, or throws what the daemon's reply means (multipathd/uxlsnr.c, default_reply). */
 export function interpretReply(command: string, reply: string): string {
   if (reply === 'fail\n' || reply.startsWith('fail\n')) {
@@ -162,7 +172,7 @@ export class MultipathdClient {
     // multipathd/uxclnt.c (0.9.4): prints the reply as is and exits 1 on a
     // "fail" reply; exits 1 printing nothing when it cannot connect; prints
     // "timeout receiving packet" or "error N receiving packet" otherwise.
-    const r = await execa(cli, [command], {
+    const r = await execa(cli, cliWords(command), {
       reject: false,
       stripFinalNewline: false,
       timeout: Math.max(1, deadline - Date.now()),

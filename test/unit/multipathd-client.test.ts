@@ -6,7 +6,7 @@ import { chmod, mkdtemp, mkdir, rm, symlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  DmMessageActions, MultipathdActions, MultipathdClient, MultipathdError, MultipathMap, chooseActions, detectMultipathd,
+  DmMessageActions, MultipathdActions, MultipathdClient, cliWords, MultipathdError, MultipathMap, chooseActions, detectMultipathd,
   type DeviceMapper, type MultipathdErrorCode,
 } from '../../lib/index';
 import { deadSocketPath, fakeMultipathd, replyFrame, type FakeDaemon } from './helpers/fake-multipathd';
@@ -228,7 +228,7 @@ async function fakeCli(): Promise<{ path: string; log: string; cleanup: () => Pr
   await writeFile(path, [
     '#!/bin/sh',
     `printf '%s\\n' "$*" >> '${log}'`,
-    'case "$1" in',
+    'case "$*" in',
     '  "show maps raw format"*) printf \'mpw-lun|36001405abc|dm-0|active|2\\n\' ;;',
     '  "fail path sdc") printf \'ok\\n\' ;;',
     '  "fail path sdz") printf \'fail\\n\'; exit 1 ;;',
@@ -259,6 +259,7 @@ test('CLI fallback when no socket answers: replies, fail, not running, timeout, 
     const { readFile } = await import('node:fs/promises');
     const argv = (await readFile(cli.log, 'utf8')).trim().split('\n');
     assert.deepEqual(argv.slice(0, 3), ['show maps raw format "%n|%w|%d|%t|%N"', 'fail path sdc', 'fail path sdz']);
+    assert.deepEqual(cliWords('show paths raw format "%d %w|x"'), ['show', 'paths', 'raw', 'format', '"%d %w|x"']);
   } finally {
     dead.cleanup();
     await cli.cleanup();
