@@ -184,6 +184,21 @@ test('MultipathdActions: maj:min is named through sysfs; an unknown one is sent 
   }
 });
 
+test('MultipathdActions with a map: dm fail_path first (instant), then multipathd makes it stick; reinstate only through multipathd', async () => {
+  const calls: string[] = [];
+  const map = { name: 'mpw-lun', failPath: async (p: string) => void calls.push(`dm fail_path ${p}`) } as unknown as MultipathMap;
+  await withDaemon(({ command, reply }) => {
+    calls.push(`multipathd ${command}`);
+    reply(command === 'fail path 8:99' ? 'fail\n' : 'ok\n');
+  }, async (_d, c) => {
+    const a = new MultipathdActions('mpw-lun', { client: c, map, sysfsRoot: '/nonexistent' });
+    await a.fail('8:32');
+    await a.reinstate('8:32');
+    await assert.rejects(a.fail('8:99'), isCode('failed'));
+    assert.deepEqual(calls, ['dm fail_path 8:32', 'multipathd fail path 8:32', 'multipathd reinstate path 8:32', 'dm fail_path 8:99', 'multipathd fail path 8:99']);
+  });
+});
+
 /** A MultipathMap over a DeviceMapper stand-in that only answers table(). */
 async function fakeMap(name: string): Promise<MultipathMap> {
   const dm = { table: async () => [{ start: 0, length: 8, type: 'multipath', params: '0 0 1 1 service-time 0 2 1 8:32 1 1 8:48 1 1' }] };

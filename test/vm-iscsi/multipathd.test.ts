@@ -21,7 +21,11 @@ const dm = new DeviceMapper();
 before(async () => {
   disks = twoLioDisks();
   const t0 = performance.now();
-  mpd = await startMultipathd({ defaults: [`polling_interval ${POLL_S}`, `max_polling_interval ${POLL_S}`] });
+  // Round-robin, one request per path in turn, so that reads surely meet the dropped portal.
+  mpd = await startMultipathd({
+    defaults: [`polling_interval ${POLL_S}`, `max_polling_interval ${POLL_S}`],
+    device: ['path_selector "round-robin 0"', 'rr_min_io_rq 1'],
+  });
   mapName = await waitForMap(mpd, disks);
   mp = await MultipathMap.open(dm, mapName);
   console.log(`# multipathd built ${mapName} over ${disks.map((d) => `${d.name} (${d.portal})`).join(', ')} in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
@@ -122,7 +126,10 @@ test('an nft drop of one portal: the watchdog (auto-detected multipathd actions)
     await waitFor('healthy reads', () => done.length >= 50, 30_000);
     const tDrop = performance.now();
     await dropPortal(victim.portal);
-    await waitFor('path-failed', () => ev['path-failed'].length > 0, 60_000);
+    await waitFor('path-failed', () => ev['path-failed'].length > 0, 60_000).catch((e: unknown) => {
+      const seen = { late: ev['io-late'].length, kept: ev['last-path-kept'].length, errors: ev.error.map((x) => x.payload.error.message), stats: wd.stats().paths };
+      throw new Error(`${(e as Error).message}; events and stats: ${JSON.stringify(seen)}`);
+    });
     const failed = ev['path-failed'][0] as Recorded['path-failed'][number];
     assert.equal(failed.payload.path.devno, victim.devno);
     assert.equal(failed.payload.action, 'multipathd', 'auto-detection chose multipathd');

@@ -75,7 +75,9 @@ export interface MultipathdConfig {
 
 /**
  * The multipath.conf for the guest. LIO needs its own device entry (0.9.4 has
- * none; detect_prio would pick alua, whose handler fails with ENODEV); the
+ * none; detect_prio would pick alua, whose handler fails with ENODEV, and whose
+ * prioritizer's SG_IO on a dead path holds multipathd's lock for seconds, so
+ * detect_prio is off and prio const really applies); the
  * scsi_debug disks are blacklisted so that no second map is built over them;
  * find_multipaths no, so that no wwids file is needed.
  */
@@ -90,7 +92,7 @@ export function multipathConf(config: MultipathdConfig = {}): string {
     '\tdevice {\n\t\tvendor "Linux"\n\t\tproduct "scsi_debug"\n\t}',
     '}',
     'devices {',
-    '\tdevice {\n\t\tvendor "LIO-ORG"\n\t\tproduct ".*"\n\t\thardware_handler "0"\n\t\tprio const\n\t\tpath_grouping_policy multibus',
+    '\tdevice {\n\t\tvendor "LIO-ORG"\n\t\tproduct ".*"\n\t\thardware_handler "0"\n\t\tdetect_prio no\n\t\tprio const\n\t\tpath_grouping_policy multibus',
     ...(config.device ?? []).map((l) => `\t\t${l}`),
     '\t}',
     '}',
