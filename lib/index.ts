@@ -6,6 +6,7 @@ export * from './multipath';
 export * from './dm';
 export * from './io';
 export * from './watchdog';
+export * from './multipathd';
 
 /** The dm ioctl interface version this build of the addon was compiled against. */
 export function compiledDmVersion(): DmVersion {

@@ -9,7 +9,8 @@ import { DirectDevice, type EngineChoice, type IoResult } from '../io';
 import { MultipathMap } from '../multipath/map';
 import { resolveBlockDevice } from '../multipath/paths';
 import type { MultipathStatus } from '../multipath/status';
-import { DmMessageActions, DryRunActions, type PathActions } from './actions';
+import { DryRunActions, type PathActions } from './actions';
+import { chooseActions, type ActionsPreference } from '../multipathd/actions';
 import { Attributor, type Attribution } from './attribution';
 import { SystemClock, type Clock, type TimerHandle } from './clock';
 import { CounterSampler, type PathRef, type SampleRound } from './counter-sampler';
@@ -38,8 +39,8 @@ export interface WatchdogOptions extends Omit<PolicyOptionsInput, 'timeoutMs'> {
   hedgeReads?: boolean;
   /** Decide and report, change nothing. */
   dryRun?: boolean;
-  /** How fails and reinstates are carried out (default: dm messages). */
-  actions?: PathActions;
+  /** How fails and reinstates are carried out: an implementation, or 'auto' (default: multipathd's `fail path` when it manages the map, else dm messages), 'dm' or 'multipathd'. */
+  actions?: PathActions | ActionsPreference;
   /** Queue depth of the map device (default 32). */
   queueDepth?: number;
   /** I/O engine (default 'auto'). */
@@ -173,7 +174,10 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
       const info = await this.#dm.info(this.map);
       this.#mapRef = { devno: `${info.major}:${info.minor}`, name: `dm-${info.minor}` };
       this.#mp = await MultipathMap.open(this.#dm, this.map, this.#sysfs);
-      this.#actions = this.#o.dryRun ? new DryRunActions() : this.#o.actions ?? new DmMessageActions(this.#mp);
+      const actions = this.#o.actions;
+      this.#actions = this.#o.dryRun ? new DryRunActions()
+        : typeof actions === 'object' ? actions
+          : await chooseActions(this.#mp, { prefer: actions ?? 'auto', ...this.#sysfs });
       await this.#applyStatus(await this.#mp.status(), true);
       const timeoutMs = this.#opts.timeoutMs;
       if (this.mode !== 'passive') {

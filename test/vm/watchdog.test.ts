@@ -4,24 +4,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { DmError, MultipathValueError, Watchdog, type WatchdogEvents } from '../../lib/index';
+import { DmError, MultipathValueError, Watchdog } from '../../lib/index';
 import { createRig, waitFor, type Rig, type RigPath } from './helpers/rig';
 import { dmsetup, forceCleanup } from './helpers/dm';
 import { scsiDebugDisks, sectors } from './helpers/scsi';
+import { record, type Recorded } from './helpers/events';
 
 const BLOCK = 4096;
-
-type Recorded = { [K in keyof WatchdogEvents]: { at: number; payload: WatchdogEvents[K][0] }[] };
-
-function record(wd: Watchdog): Recorded {
-  const r: Recorded = { 'io-late': [], 'path-failed': [], 'path-reinstated': [], 'last-path-kept': [], error: [], stopped: [] };
-  for (const name of Object.keys(r) as (keyof WatchdogEvents)[]) {
-    (wd as unknown as NodeJS.EventEmitter).on(name, (payload: unknown) => {
-      (r[name] as { at: number; payload: unknown }[]).push({ at: performance.now(), payload });
-    });
-  }
-  return r;
-}
 
 async function pathState(map: string, devno: string): Promise<string> {
   const m = new RegExp(`${devno} ([AF]) `).exec(await dmsetup('status', map));
