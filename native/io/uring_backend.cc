@@ -24,16 +24,12 @@
 
 #include "backend.h"
 
-#ifndef MPW_SPIN_NS
-#define MPW_SPIN_NS 30000
-#endif
 namespace mpw::io {
 namespace {
 
 // user_data of the eventfd read that wakes the ring thread.
 constexpr uint64_t kWakeTag = ~0ULL;
 constexpr unsigned kReapBatch = 256;
-constexpr int64_t kSpinNs = MPW_SPIN_NS;
 // Transient io_uring_enter errors are retried; after this many in a row the
 // queued I/Os are failed with the errno.
 constexpr int kMaxRetries = 1000;
@@ -192,7 +188,6 @@ class UringBackend final : public Backend, public std::enable_shared_from_this<U
     ring_.sq.sqe_head = ring_.sq.sqe_tail = head;
     io_uring_smp_store_release(ring_.sq.ktail, head);
     inflight_ -= static_cast<unsigned>(failed_.size());
-    last_batch_ = failed_.size();
     if (!failed_.empty()) sink_->Deliver(failed_.data(), failed_.size());
   }
 
@@ -251,7 +246,6 @@ class UringBackend final : public Backend, public std::enable_shared_from_this<U
       }
       io_uring_cq_advance(&ring_, n);
       inflight_ -= static_cast<unsigned>(batch_.size());
-      last_batch_ = batch_.size();
       if (!batch_.empty()) sink_->Deliver(batch_.data(), batch_.size());
       if (n < kReapBatch) return;
     }
@@ -259,30 +253,24 @@ class UringBackend final : public Backend, public std::enable_shared_from_this<U
 
   bool QueueEmpty() const { return tail_.load(std::memory_order_seq_cst) == head_; }
 
+  // Each round: queue what the main thread sent, then either reap what is
+  // already there, or submit and sleep in the same io_uring_enter until a CQE
+  // (an I/O, or the eventfd read the main thread completes to wake us).
   void Loop() {
     fresh_.reserve(depth_);
     batch_.reserve(kReapBatch);
     failed_.reserve(depth_ + 1);
     for (;;) {
       if (!wake_armed_) ArmWake();
-      bool work = Take() > 0;
-      if (!work && inflight_ == 0 && last_batch_ <= 1) {
-        // Shallow (one I/O at a time): the next request usually follows
-        // within microseconds of the last completion's delivery; a short spin
-        // saves the eventfd wake-up.
-        const int64_t until = MonotonicNs() + kSpinNs;
-        while (QueueEmpty() && !stopping_.load(std::memory_order_relaxed) && MonotonicNs() < until) {
-        }
-        work = Take() > 0;
-      }
+      Take();
       bool ok = true;
-      if (work || IoPending()) {
-        ok = Enter(false);
-      } else if (io_uring_cq_ready(&ring_) == 0) {
-        if (stopping_.load(std::memory_order_seq_cst) && inflight_ == 0 && QueueEmpty()) return;
+      if (io_uring_cq_ready(&ring_) > 0) {
+        if (IoPending()) ok = Enter(false);
+      } else {
+        if (stopping_.load(std::memory_order_seq_cst) && inflight_ == 0 && QueueEmpty() && !IoPending()) return;
         sleeping_.store(true, std::memory_order_seq_cst);
-        work = !QueueEmpty() && Take() > 0;
-        ok = Enter(!work);
+        Take();  // what came before the main thread could see us asleep
+        ok = Enter(true);
         sleeping_.store(false, std::memory_order_relaxed);
       }
       Reap();
@@ -330,7 +318,6 @@ class UringBackend final : public Backend, public std::enable_shared_from_this<U
   std::vector<Completion> batch_;
   std::vector<Completion> failed_;
   unsigned inflight_ = 0;
-  size_t last_batch_ = 0;
   uint64_t wake_buf_ = 0;
   bool wake_armed_ = false;  // an eventfd read is prepped or in the kernel
   int retries_ = 0;
