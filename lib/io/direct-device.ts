@@ -47,6 +47,8 @@ const SYSCALLS: Record<NativeEngineKind, Record<IoOperation, string>> = {
 };
 /** errnos that mean "no io_uring here" (kernel without it, seccomp, io_uring_disabled). */
 const NO_URING = new Set(['ENOSYS', 'EPERM', 'EACCES']);
+/** Set in a completion's slot word when io_uring_enter refused the I/O (native/io/io_engine.cc: kInfoSubmitFailed). */
+const SUBMIT_FAILED = 1 << 30;
 const DEFAULT_DEPTH = 32;
 const MAX_DEPTH = 4096;
 
@@ -257,7 +259,8 @@ export class DirectDevice {
     const info = this.#info;
     const stamps = this.#stamps;
     for (let i = 0; i < count; i++) {
-      const slot = info[2 * i]!;
+      const word = info[2 * i]!;
+      const slot = word & (SUBMIT_FAILED - 1);
       const res = info[2 * i + 1]!;
       const op = this.#slots[slot]!;
       this.#slots[slot] = undefined;
@@ -266,7 +269,7 @@ export class DirectDevice {
       if (res < 0 || res !== op.length) {
         op.reject(new IoError({
           errno: res < 0 ? -res : EIO,
-          syscall: SYSCALLS[this.engine][op.operation],
+          syscall: (word & SUBMIT_FAILED) !== 0 ? 'io_uring_enter' : SYSCALLS[this.engine][op.operation],
           device: this.path,
           operation: op.operation,
           offset: op.offset,

@@ -11,7 +11,10 @@ export type IoOperation = 'read' | 'write' | 'flush';
 export interface IoErrorFields {
   /** Positive errno; EIO for a short transfer. */
   errno: number;
-  /** The call that failed: 'pread', 'pwrite', 'fsync' (threads) or 'IORING_OP_READ', ... (io_uring). */
+  /**
+   * The call that failed: 'pread', 'pwrite', 'fsync' (threads) or 'IORING_OP_READ', ... (io_uring), or
+   * 'io_uring_enter' when the kernel refused to take the I/O at all (it never ran).
+   */
   syscall: string;
   /** The device path. */
   device: string;

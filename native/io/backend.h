@@ -19,11 +19,16 @@ struct Request {
   Op op;
 };
 
+// Completion::flags: the I/O never reached the kernel, io_uring_enter refused
+// it with -res.
+constexpr uint32_t kSubmitFailed = 1;
+
 struct Completion {
   uint32_t slot;
   int32_t res;  // bytes transferred, or -errno
   int64_t submit_ns;
   int64_t done_ns;
+  uint32_t flags;
 };
 
 // CLOCK_MONOTONIC in nanoseconds: the clock of process.hrtime.bigint().
@@ -42,8 +47,9 @@ class Sink {
 class Backend {
  public:
   virtual ~Backend() = default;
-  // Main thread only. Stamps and hands n requests to the kernel or the workers.
-  // Returns 0, or -errno when the kernel refused the batch.
+  // Main thread only. Hands n requests to the backend's threads, which stamp
+  // them when they reach the kernel. Never fails: an I/O the kernel refuses
+  // completes with -errno (and kSubmitFailed when io_uring_enter refused it).
   virtual int Submit(const Request* r, size_t n) = 0;
   // Main thread only. Asks the backend's threads to exit once nothing is in
   // flight. join=true waits for them (call only when nothing is in flight);

@@ -69,6 +69,10 @@ int ReadGeometry(int fd, Geometry* g, const char** syscall) {
   return 0;
 }
 
+// Set in a completion's info slot word when io_uring_enter refused the I/O
+// (lib/io/direct-device.ts: SUBMIT_FAILED). Slots are < 65536.
+constexpr uint32_t kInfoSubmitFailed = 1u << 30;
+
 // The hand-off between backend threads and the main thread. Its N-API handles
 // are raw and released explicitly on the main thread (ReleaseJs), because the
 // last owner of a Core may be a backend thread.
@@ -100,7 +104,7 @@ class Core final : public Sink {
     if (n == 0) return;
     for (size_t i = 0; i < n; i++) {
       const Completion& c = work_[i];
-      info[2 * i] = static_cast<int32_t>(c.slot);
+      info[2 * i] = static_cast<int32_t>(c.slot | ((c.flags & kSubmitFailed) ? kInfoSubmitFailed : 0));
       info[2 * i + 1] = c.res;
       stamps[2 * i] = c.submit_ns;
       stamps[2 * i + 1] = c.done_ns;
@@ -152,7 +156,7 @@ class Core final : public Sink {
   uint32_t inflight = 0;
   std::vector<napi_ref> refs;
   std::vector<uint8_t> busy;
-  int32_t* info = nullptr;   // [slot, res] per completion
+  int32_t* info = nullptr;   // [slot | kInfoSubmitFailed?, res] per completion
   int64_t* stamps = nullptr; // [submit_ns, done_ns] per completion
   napi_ref info_ref = nullptr;
   napi_ref stamps_ref = nullptr;
@@ -307,14 +311,14 @@ class IoEngine final : public Napi::ObjectWrap<IoEngine> {
     return Napi::Number::New(env, 0);
   }
 
-  // Submits everything prepped since the last call, with one stamp.
+  // Hands everything prepped since the last call to the backend; the kernel's
+  // refusals come back as completions.
   Napi::Value Submit(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (batch_.empty() || closed_) return Napi::Number::New(env, 0);
-    int r = backend_->Submit(batch_.data(), batch_.size());
+    backend_->Submit(batch_.data(), batch_.size());
     const size_t n = batch_.size();
     batch_.clear();
-    if (r < 0) throw ErrnoError(env, -r, "io_uring_enter", "");
     return Napi::Number::New(env, static_cast<double>(n));
   }
 

@@ -69,7 +69,7 @@ class ThreadBackend final : public Backend, public std::enable_shared_from_this<
       Queued q = queue_.front();
       queue_.pop_front();
       lock.unlock();
-      Completion c{q.req.slot, Run(q.req), q.submit_ns, 0};
+      Completion c{q.req.slot, Run(q.req), q.submit_ns, 0, 0};
       c.done_ns = MonotonicNs();
       sink_->Deliver(&c, 1);
       lock.lock();

@@ -1,142 +1,328 @@
-// The io_uring engine. The main thread fills SQEs and submits a whole batch
-// with one io_uring_enter; a reaper thread the addon owns waits for CQEs and
-// stamps each batch the moment it is reaped, so JS event-loop lag never
-// inflates a latency. The SQ is used only by the main thread and the CQ only
-// by the reaper, which liburing allows (each ring side has a single user).
+// The io_uring engine. One ring thread the addon owns does all the ring's
+// work: the main thread only queues requests (a lock-free single-producer
+// queue) and, when the ring thread sleeps, wakes it through an eventfd that the
+// ring itself is reading. The ring thread submits, waits and reaps, so the
+// kernel's submission and completion work (for a loop or dm device, most of
+// the cost of an I/O) runs on it and not on the event loop's thread. With
+// SINGLE_ISSUER|DEFER_TASKRUN (Linux 6.1+) completion work runs only when the
+// ring thread asks for events: no interrupts of a busy thread.
+// Stamps: submit just before the io_uring_enter that hands the SQE to the
+// kernel, done when the CQE is reaped on the ring thread: JS event-loop lag
+// inflates neither.
 #ifdef MPW_HAVE_LIBURING
 
 #include <errno.h>
 #include <liburing.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdlib>
+#include <future>
 #include <thread>
 #include <vector>
 
 #include "backend.h"
 
-#ifndef MPW_SPIN_NS
-#define MPW_SPIN_NS 30000
-#endif
 namespace mpw::io {
 namespace {
 
-// user_data of the NOP that wakes the reaper at Stop().
+// user_data of the eventfd read that wakes the ring thread.
 constexpr uint64_t kWakeTag = ~0ULL;
 constexpr unsigned kReapBatch = 256;
-constexpr int64_t kSpinNs = MPW_SPIN_NS;
+// Transient io_uring_enter errors are retried; after this many in a row the
+// queued I/Os are failed with the errno.
+constexpr int kMaxRetries = 1000;
 
 unsigned RingEntries(unsigned depth) {
   unsigned n = 1;
-  while (n < depth + 1) n <<= 1;  // +1: room for the wake-up NOP
+  while (n < depth + 1) n <<= 1;  // +1: room for the wake-up read
   return n;
 }
+
+bool Transient(int err) { return err == EINTR || err == EAGAIN || err == EBUSY || err == ETIME; }
 
 class UringBackend final : public Backend, public std::enable_shared_from_this<UringBackend> {
  public:
   UringBackend(int fd, unsigned depth, std::shared_ptr<Sink> sink)
-      : fd_(fd), sink_(std::move(sink)), submit_ns_(depth) {}
+      : fd_(fd), depth_(depth), sink_(std::move(sink)), queue_(depth), submit_ns_(depth, 0) {}
 
   ~UringBackend() override {
     if (ring_ok_) io_uring_queue_exit(&ring_);
+    if (efd_ >= 0) close(efd_);
     if (fd_ >= 0) close(fd_);
   }
 
   // Init failed: hand fd back to the caller instead of closing it.
   void DisownFd() { fd_ = -1; }
 
-  int Init(unsigned depth) {
-    int r = io_uring_queue_init(RingEntries(depth), &ring_, 0);
-    if (r < 0) return r;
-    ring_ok_ = true;
-    reaper_ = std::thread([self = shared_from_this()] { self->Reap(); });
+  // Returns 0 or -errno with *syscall set. The ring is created on the ring
+  // thread, which SINGLE_ISSUER makes its only submitter.
+  int Init(const char** syscall) {
+    efd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (efd_ < 0) return *syscall = "eventfd", -errno;
+    if (const char* f = getenv("MPW_IO_FAULT_SUBMIT")) ParseFault(f);
+    std::promise<int> ready;
+    std::future<int> result = ready.get_future();
+    thread_ = std::thread([self = shared_from_this(), &ready] { self->Run(&ready); });
+    int r = result.get();
+    if (r < 0) {
+      thread_.join();
+      *syscall = "io_uring_setup";
+    }
+    return r;
+  }
+
+  // Main thread. The engine never has more than depth I/Os queued or in
+  // flight, so the queue cannot overflow.
+  int Submit(const Request* r, size_t n) override {
+    uint64_t tail = tail_.load(std::memory_order_relaxed);
+    for (size_t i = 0; i < n; i++) queue_[(tail + i) % depth_] = r[i];
+    tail_.store(tail + n, std::memory_order_seq_cst);
+    WakeIfSleeping();
     return 0;
   }
 
-  int Submit(const Request* r, size_t n) override {
-    const int64_t now = MonotonicNs();
-    for (size_t i = 0; i < n; i++) {
-      io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
-      // Cannot happen: the engine never has more than depth I/Os in flight
-      // and the ring has depth+1 entries, all flushed by the previous Submit.
-      if (sqe == nullptr) return -EBUSY;
-      switch (r[i].op) {
-        case Op::kRead: io_uring_prep_read(sqe, fd_, r[i].buf, r[i].len, r[i].offset); break;
-        case Op::kWrite: io_uring_prep_write(sqe, fd_, r[i].buf, r[i].len, r[i].offset); break;
-        default: io_uring_prep_fsync(sqe, fd_, 0); break;
-      }
-      io_uring_sqe_set_data64(sqe, r[i].slot);
-      submit_ns_[r[i].slot].store(now, std::memory_order_relaxed);
-    }
-    submitted_.fetch_add(n, std::memory_order_release);
-    return Flush();
-  }
-
   void Stop(bool join) override {
-    stopping_.store(true, std::memory_order_release);
-    io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
-    if (sqe != nullptr) {
-      io_uring_prep_nop(sqe);
-      io_uring_sqe_set_data64(sqe, kWakeTag);
-      Flush();
-    }
-    if (join) reaper_.join(); else reaper_.detach();
+    stopping_.store(true, std::memory_order_seq_cst);
+    Wake();
+    if (join) thread_.join(); else thread_.detach();
   }
 
  private:
-  int Flush() {
-    // EINTR and EAGAIN leave the SQEs queued; retry a bounded number of times.
-    for (int attempt = 0;; attempt++) {
-      int r = io_uring_submit(&ring_);
-      if (r >= 0) return 0;
-      if ((r != -EINTR && r != -EAGAIN) || attempt > 1000) return r;
+  // "errno[,count]": the next count (default 1) io_uring_enter calls that
+  // would submit I/O fail with errno instead (tests of the error path).
+  void ParseFault(const char* spec) {
+    char* end = nullptr;
+    long e = strtol(spec, &end, 10);
+    long c = (end != nullptr && *end == ',') ? strtol(end + 1, nullptr, 10) : 1;
+    if (e > 0 && c > 0) {
+      fault_errno_ = static_cast<int>(e);
+      fault_count_ = static_cast<int>(c);
     }
   }
 
-  void Reap() {
+  void WakeIfSleeping() {
+    // Pairs with the ring thread's store of sleeping_ then load of tail_:
+    // either it sees the new tail, or we see it asleep.
+    if (sleeping_.load(std::memory_order_seq_cst) && sleeping_.exchange(false, std::memory_order_seq_cst)) Wake();
+  }
+
+  void Wake() {
+    const uint64_t one = 1;
+    ssize_t w;
+    do w = write(efd_, &one, sizeof one); while (w < 0 && errno == EINTR);
+  }
+
+  int Setup() {
+    const unsigned entries = RingEntries(depth_);
+    // Newest first: 6.1+, then 5.19+, then anything.
+    const unsigned flags[] = {
+        IORING_SETUP_SUBMIT_ALL | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
+        IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN,
+        0,
+    };
+    int r = -EINVAL;
+    for (unsigned f : flags) {
+      r = io_uring_queue_init(entries, &ring_, f);
+      if (r != -EINVAL) break;
+    }
+    if (r == 0) ring_ok_ = true;
+    return r;
+  }
+
+  void Run(std::promise<int>* ready) {
     BlockSignalsInThisThread();
-    std::vector<Completion> batch;
-    batch.reserve(kReapBatch);
-    io_uring_cqe* cqes[kReapBatch];
-    uint64_t reaped = 0;
-    for (;;) {
-      io_uring_cqe* first = nullptr;
-      // At depth 0-1 a short spin before sleeping saves a wake-up per I/O;
-      // deeper, completions come in batches and spinning only steals a core.
-      const bool shallow = submitted_.load(std::memory_order_acquire) - reaped <= 1;
-      for (int64_t until = shallow ? MonotonicNs() + kSpinNs : 0; first == nullptr && MonotonicNs() < until;) {
-        if (io_uring_peek_cqe(&ring_, &first) != 0) first = nullptr;
+    int r = Setup();
+    ready->set_value(r);  // Init() may return, and ready die, from here on
+    if (r < 0) return;
+    Loop();
+  }
+
+  // Moves queued requests into SQEs; returns how many.
+  size_t Take() {
+    const uint64_t tail = tail_.load(std::memory_order_acquire);
+    size_t n = 0;
+    while (head_ != tail) {
+      io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+      if (sqe == nullptr) break;  // cannot happen (see RingEntries); retried next round
+      const Request& r = queue_[head_ % depth_];
+      switch (r.op) {
+        case Op::kRead: io_uring_prep_read(sqe, fd_, r.buf, r.len, r.offset); break;
+        case Op::kWrite: io_uring_prep_write(sqe, fd_, r.buf, r.len, r.offset); break;
+        default: io_uring_prep_fsync(sqe, fd_, 0); break;
       }
-      int r = first != nullptr ? 0 : io_uring_wait_cqe(&ring_, &first);
-      if (r == -EINTR || r == -EAGAIN) continue;
-      if (r < 0) return;  // the ring is unusable; nothing can complete any more
+      io_uring_sqe_set_data64(sqe, r.slot);
+      fresh_.push_back(r.slot);
+      head_++;
+      n++;
+    }
+    return n;
+  }
+
+  void ArmWake() {
+    io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+    if (sqe == nullptr) return;
+    io_uring_prep_read(sqe, efd_, &wake_buf_, sizeof wake_buf_, 0);
+    io_uring_sqe_set_data64(sqe, kWakeTag);
+    wake_armed_ = true;
+  }
+
+  // io_uring_enter failed for good: takes the SQEs the kernel did not consume
+  // back out of the SQ (so they can never run after their slots are reused)
+  // and completes their I/Os with -err and the submit-failed flag.
+  void FailPending(int err, int64_t now) {
+    const unsigned head = *ring_.sq.khead;
+    const unsigned tail = ring_.sq.sqe_tail;
+    failed_.clear();
+    for (unsigned i = head; i != tail; i++) {
+      const io_uring_sqe& sqe = ring_.sq.sqes[ring_.sq.array[i & ring_.sq.ring_mask]];
+      const uint64_t tag = sqe.user_data;
+      if (tag == kWakeTag) {
+        wake_armed_ = false;
+        continue;
+      }
+      const auto slot = static_cast<uint32_t>(tag);
+      failed_.push_back({slot, -err, submit_ns_[slot], now, kSubmitFailed});
+    }
+    ring_.sq.sqe_head = ring_.sq.sqe_tail = head;
+    io_uring_smp_store_release(ring_.sq.ktail, head);
+    inflight_ -= static_cast<unsigned>(failed_.size());
+    if (!failed_.empty()) sink_->Deliver(failed_.data(), failed_.size());
+  }
+
+  // Whether the SQ holds I/O (not just the wake-up read) for the kernel.
+  bool IoPending() const {
+    for (unsigned i = *ring_.sq.khead; i != ring_.sq.sqe_tail; i++) {
+      if (ring_.sq.sqes[ring_.sq.array[i & ring_.sq.ring_mask]].user_data != kWakeTag) return true;
+    }
+    return false;
+  }
+
+  // Stamps what Take() prepped, hands the SQ to the kernel and runs
+  // completion work; waits for one CQE if `wait`. Returns false when the ring
+  // can no longer wait.
+  bool Enter(bool wait) {
+    const int64_t now = MonotonicNs();
+    for (uint32_t slot : fresh_) submit_ns_[slot] = now;
+    inflight_ += static_cast<unsigned>(fresh_.size());
+    fresh_.clear();
+    int r;
+    if (fault_count_ > 0 && IoPending()) {
+      fault_count_--;
+      r = -fault_errno_;
+    } else {
+      r = wait ? io_uring_submit_and_wait(&ring_, 1) : io_uring_submit_and_get_events(&ring_);
+    }
+    if (r >= 0) {
+      retries_ = 0;
+      return true;
+    }
+    if (!IoPending()) return Transient(-r);  // only waiting failed
+    if (Transient(-r) && ++retries_ < kMaxRetries) {
+      if (inflight_ == 0) usleep(100);  // nothing to reap that could free the kernel
+      return true;
+    }
+    retries_ = 0;
+    FailPending(-r, MonotonicNs());
+    return true;
+  }
+
+  void Reap() {
+    io_uring_cqe* cqes[kReapBatch];
+    for (;;) {
+      const unsigned n = io_uring_peek_batch_cqe(&ring_, cqes, kReapBatch);
+      if (n == 0) return;
       const int64_t done = MonotonicNs();
-      unsigned n = io_uring_peek_batch_cqe(&ring_, cqes, kReapBatch);
-      batch.clear();
+      batch_.clear();
       for (unsigned i = 0; i < n; i++) {
-        uint64_t tag = io_uring_cqe_get_data64(cqes[i]);
-        if (tag == kWakeTag) continue;
-        auto slot = static_cast<uint32_t>(tag);
-        batch.push_back({slot, cqes[i]->res, submit_ns_[slot].load(std::memory_order_relaxed), done});
+        const uint64_t tag = io_uring_cqe_get_data64(cqes[i]);
+        if (tag == kWakeTag) {
+          wake_armed_ = false;
+          continue;
+        }
+        const auto slot = static_cast<uint32_t>(tag);
+        batch_.push_back({slot, cqes[i]->res, submit_ns_[slot], done, 0});
       }
       io_uring_cq_advance(&ring_, n);
-      reaped += batch.size();
-      if (!batch.empty()) sink_->Deliver(batch.data(), batch.size());
-      if (stopping_.load(std::memory_order_acquire) &&
-          reaped == submitted_.load(std::memory_order_acquire)) {
+      inflight_ -= static_cast<unsigned>(batch_.size());
+      if (!batch_.empty()) sink_->Deliver(batch_.data(), batch_.size());
+      if (n < kReapBatch) return;
+    }
+  }
+
+  bool QueueEmpty() const { return tail_.load(std::memory_order_seq_cst) == head_; }
+
+  // Each round: queue what the main thread sent, then either reap what is
+  // already there, or submit and sleep in the same io_uring_enter until a CQE
+  // (an I/O, or the eventfd read the main thread completes to wake us).
+  void Loop() {
+    fresh_.reserve(depth_);
+    batch_.reserve(kReapBatch);
+    failed_.reserve(depth_ + 1);
+    for (;;) {
+      if (!wake_armed_) ArmWake();
+      Take();
+      bool ok = true;
+      if (io_uring_cq_ready(&ring_) > 0) {
+        if (IoPending()) ok = Enter(false);
+      } else {
+        if (stopping_.load(std::memory_order_seq_cst) && inflight_ == 0 && QueueEmpty() && !IoPending()) return;
+        sleeping_.store(true, std::memory_order_seq_cst);
+        Take();  // what came before the main thread could see us asleep
+        ok = Enter(true);
+        sleeping_.store(false, std::memory_order_relaxed);
+      }
+      Reap();
+      if (!ok) {
+        // The ring can no longer wait: what is in flight stays pinned for
+        // good. Later requests still get their error.
+        Broken();
         return;
       }
     }
   }
 
+  // The ring is unusable: fail each later request with EBADFD until Stop.
+  void Broken() {
+    for (;;) {
+      uint64_t v;
+      if (read(efd_, &v, sizeof v) < 0 && errno == EAGAIN) usleep(1000);
+      failed_.clear();
+      const int64_t now = MonotonicNs();
+      while (head_ != tail_.load(std::memory_order_acquire)) {
+        failed_.push_back({queue_[head_ % depth_].slot, -EBADFD, now, now, kSubmitFailed});
+        head_++;
+      }
+      if (!failed_.empty()) sink_->Deliver(failed_.data(), failed_.size());
+      if (stopping_.load(std::memory_order_seq_cst) && QueueEmpty()) return;
+    }
+  }
+
   int fd_;
+  const unsigned depth_;
   const std::shared_ptr<Sink> sink_;
+  int efd_ = -1;
   io_uring ring_{};
   bool ring_ok_ = false;
-  std::thread reaper_;
-  std::vector<std::atomic<int64_t>> submit_ns_;
-  std::atomic<uint64_t> submitted_{0};
+  std::thread thread_;
+  // Main thread to ring thread.
+  std::vector<Request> queue_;
+  std::atomic<uint64_t> tail_{0};
+  std::atomic<bool> sleeping_{false};
   std::atomic<bool> stopping_{false};
+  // Ring thread only.
+  uint64_t head_ = 0;
+  std::vector<int64_t> submit_ns_;
+  std::vector<uint32_t> fresh_;  // slots prepped since the last enter
+  std::vector<Completion> batch_;
+  std::vector<Completion> failed_;
+  unsigned inflight_ = 0;
+  uint64_t wake_buf_ = 0;
+  bool wake_armed_ = false;  // an eventfd read is prepped or in the kernel
+  int retries_ = 0;
+  int fault_errno_ = 0;
+  int fault_count_ = 0;
 };
 
 }  // namespace
@@ -144,11 +330,10 @@ class UringBackend final : public Backend, public std::enable_shared_from_this<U
 std::shared_ptr<Backend> MakeUringBackend(int fd, unsigned depth, std::shared_ptr<Sink> sink, int* err,
                                           const char** syscall) {
   auto b = std::make_shared<UringBackend>(fd, depth, std::move(sink));
-  int r = b->Init(depth);
+  int r = b->Init(syscall);
   if (r < 0) {
     // The caller keeps fd: it may still open the thread engine on it.
     *err = -r;
-    *syscall = "io_uring_setup";
     b->DisownFd();
     return nullptr;
   }

@@ -266,3 +266,67 @@ test('engine "threads" works on a regular file too, with its direct-I/O alignmen
     rmSync(loop.file, { force: true });
   }
 });
+
+/**
+ * Opens `path` on io_uring with the next io_uring_enter calls that would submit
+ * I/O failing as `spec` ("errno[,count]") says. The kernel cannot be made to
+ * refuse an enter on demand (every real cause, EBADF, EEXIST or EOWNERDEAD,
+ * needs a broken ring), so the ring thread's fault point MPW_IO_FAULT_SUBMIT
+ * returns the error instead of entering; everything after it is the real path.
+ */
+async function openWithSubmitFault(path: string, spec: string, queueDepth: number): Promise<DirectDevice> {
+  process.env['MPW_IO_FAULT_SUBMIT'] = spec;
+  try {
+    return await DirectDevice.open(path, { engine: 'io_uring', queueDepth });
+  } finally {
+    delete process.env['MPW_IO_FAULT_SUBMIT'];
+  }
+}
+
+describe('engine io_uring: io_uring_enter refusals', () => {
+  test('a fatal refusal rejects each I/O of the batch with IoError(errno, io_uring_enter, device) and frees the slots', async () => {
+    await withLoopDevice(MiB, async (loop) => {
+      const dev = await openWithSubmitFault(loop.path, '9', 4); // EBADF, once
+      try {
+        const bufs = Array.from({ length: 4 }, () => dev.alloc(4096));
+        bufs[2]!.fill(0xab);
+        const ios = [dev.read(bufs[0]!, 0), dev.read(bufs[1]!, 4096), dev.write(bufs[2]!, 8192), dev.flush()];
+        const errs = await Promise.all(ios.map(failure));
+        errs.forEach((err, i) => {
+          assert.ok(err instanceof IoError, String(err));
+          assert.equal(err.errno, 9);
+          assert.equal(err.code, 'EBADF');
+          assert.equal(err.syscall, 'io_uring_enter');
+          assert.equal(err.device, loop.path);
+          assert.equal(err.operation, ['read', 'read', 'write', 'flush'][i]);
+          assert.equal(err.bytes, -1);
+        });
+        assert.equal(dev.inFlight, 0);
+        // The slots are free and nothing of the failed batch reaches the kernel later.
+        const data = randomBytes(4096);
+        writeFileSync(loop.file, data, { flag: 'r+' });
+        const b = dev.alloc(4096);
+        const r = await Promise.all(Array.from({ length: 4 }, (_, i) => dev.read(i === 0 ? b : dev.alloc(4096), 0)));
+        assert.equal(r.length, 4);
+        assert.ok(b.equals(data));
+        assert.ok(fileBytes(loop.file, 8192, 4096).equals(Buffer.alloc(4096)), 'the refused write never ran');
+      } finally {
+        await dev.close();
+      }
+    });
+  });
+
+  test('EAGAIN, EBUSY and EINTR are retried: the I/O completes', async () => {
+    await withLoopDevice(MiB, async (loop) => {
+      for (const errno of [11, 16, 4]) {
+        const dev = await openWithSubmitFault(loop.path, `${errno},5`, 2);
+        try {
+          const r = await dev.read(dev.alloc(4096), 4096);
+          assert.equal(r.bytes, 4096);
+        } finally {
+          await dev.close();
+        }
+      }
+    });
+  });
+});
