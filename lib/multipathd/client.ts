@@ -1,6 +1,8 @@
 // A client for multipathd's control socket, on node:net. One connection per
 // command, as libmpathcmd does (mpath_connect, mpath_process_cmd,
 // mpath_disconnect in libmpathcmd/mpath_cmd.c).
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { createConnection, type Socket } from 'node:net';
 import { encodeFrame, FrameDecoder, FramingError } from './framing';
 import { MultipathdError } from './errors';
@@ -78,12 +80,14 @@ export function interpretReply(command: string, reply: string): string {
 export class MultipathdClient {
   /** The sockets tried, in order. */
   readonly sockets: readonly string[];
+  readonly #defaultSockets: boolean;
   /** The default per-call deadline, ms. */
   readonly timeoutMs: number;
   readonly #cli: string | undefined;
 
   constructor(options: MultipathdClientOptions = {}) {
     this.sockets = options.sockets ?? [ABSTRACT_SOCKET, PATHNAME_SOCKET];
+    this.#defaultSockets = options.sockets === undefined;
     if (this.sockets.length === 0) throw new TypeError('MultipathdClient: sockets must name at least one socket');
     this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     if (!Number.isFinite(this.timeoutMs) || this.timeoutMs <= 0) throw new RangeError(`MultipathdClient: timeoutMs must be > 0, got ${String(options.timeoutMs)}`);
@@ -112,7 +116,8 @@ export class MultipathdClient {
       lastRefusal = outcome.cause;
     }
     const absent = `nothing listens on ${describe(this.sockets)}`;
-    if (this.#cli !== undefined) return this.#viaCli(command, deadline, options.signal, absent);
+    // The CLI costs a process; skip it when the kernel lists no such socket at all.
+    if (this.#cli !== undefined && (await this.#maybeListening())) return this.#viaCli(command, deadline, options.signal, absent);
     throw new MultipathdError('not-running', command, `multipathd is not running (${absent})`, { cause: lastRefusal });
   }
 
@@ -164,6 +169,20 @@ export class MultipathdClient {
         }
       });
     });
+  }
+
+  // /proc/net/unix lists every bound unix socket, abstract ones as '@name'
+  // (net/unix/af_unix.c, unix_seq_show). Unreadable means unknown: assume yes.
+  async #maybeListening(): Promise<boolean> {
+    // The CLI only knows the default sockets: with others given, nothing can be ruled out.
+    if (!this.#defaultSockets) return true;
+    let table: string;
+    try {
+      table = await readFile('/proc/net/unix', 'latin1');
+    } catch {
+      return true;
+    }
+    return this.sockets.some((p) => (p.startsWith('\0') ? table.includes(`@${p.slice(1)}`) : table.includes(` ${p}\n`) || existsSync(p)));
   }
 
   async #viaCli(command: string, deadline: number, signal: AbortSignal | undefined, absent: string): Promise<string> {
