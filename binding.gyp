@@ -11,6 +11,7 @@
         "native/addon.cc",
         # dm control
         "native/dm_control.cc",
+        "native/unix_socket.cc",
         # I/O engine
         "native/io/common.cc",
         "native/io/io_engine.cc",

@@ -16,6 +16,8 @@ export interface DmVersion {
 
 /** The raw exports of the native addon. */
 export interface NativeAddon extends NativeDmControl {
+  /** A connected, non-blocking fd to the abstract unix socket `name` (exact address length; multipathd's). */
+  connectUnixAbstract(name: string): number;
   /** The dm ioctl interface version from the headers the addon was built against. */
   compiledDmVersion(): DmVersion;
 }

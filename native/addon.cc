@@ -6,6 +6,7 @@
 
 #include "dm_control.h"
 #include "io_engine.h"
+#include "unix_socket.h"
 
 namespace {
 
@@ -24,6 +25,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("compiledDmVersion", Napi::Function::New(env, CompiledDmVersion, "compiledDmVersion"));
   mpw::InitDmControl(env, exports);
   InitIoEngine(env, exports);
+  mpw::InitUnixSocket(env, exports);
   return exports;
 }
 

@@ -3,7 +3,9 @@
 // mpath_disconnect in libmpathcmd/mpath_cmd.c).
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { createConnection, type Socket } from 'node:net';
+import { createConnection, Socket } from 'node:net';
+import { errnoName } from '../errors';
+import { native } from '../native';
 import { encodeFrame, FrameDecoder, FramingError } from './framing';
 import { MultipathdError } from './errors';
 import { MAP_FIELDS, PATH_FIELDS, formatOf, parseFormatted, toMap, toPath, type MultipathdMap, type MultipathdPath } from './parse';
@@ -42,6 +44,22 @@ export interface MultipathdCallOptions {
 // A path as `fail path` takes it: a kernel name (sdc) or major:minor. Anything
 // else could smuggle keywords or quotes into the command line.
 const DEVICE = /^(?:[A-Za-z0-9_.+-]+|\d+:\d+)$/;
+
+/**
+ * An fd connected to the abstract socket with its exact name length, as
+ * multipathd binds it; undefined when nothing listens there (then libuv's
+ * padded form is tried, which is how a Node listener binds).
+ */
+function connectAbstract(name: string): number | undefined {
+  try {
+    return native.connectUnixAbstract(name);
+  } catch (e) {
+    const errno = (e as { errno?: unknown }).errno;
+    const code = typeof errno === 'number' ? errnoName(errno) : undefined;
+    if (code === 'ECONNREFUSED' || code === 'ENOENT') return undefined;
+    throw e;
+  }
+}
 
 function describe(sockets: readonly string[]): string {
   return sockets.map((s) => (s.startsWith('\0') ? `@${s.slice(1)}` : s)).join(' or ');
@@ -143,11 +161,23 @@ export class MultipathdClient {
       const timer = setTimeout(() => fail('timeout', `no reply from multipathd to '${command}' within the deadline (${describe([path])})`), remaining);
       if (signal?.aborted) return onAbort();
       signal?.addEventListener('abort', onAbort, { once: true });
-      sock = createConnection({ path });
-      sock.on('connect', () => {
+      let fd: number | undefined;
+      try {
+        fd = path.startsWith('\0') ? connectAbstract(path.slice(1)) : undefined;
+      } catch (e) {
+        return fail('io', `multipathd socket ${describe([path])}: ${(e as Error).message}`, e);
+      }
+      if (fd !== undefined) {
+        sock = new Socket({ fd, readable: true, writable: true });
         connected = true;
-        sock?.write(frame);
-      });
+        sock.write(frame);
+      } else {
+        sock = createConnection({ path });
+        sock.on('connect', () => {
+          connected = true;
+          sock?.write(frame);
+        });
+      }
       sock.on('data', (chunk: Buffer) => {
         try {
           const reply = decoder.push(chunk);

@@ -4,7 +4,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  DeviceMapper, MultipathMap, MultipathdActions, MultipathdError, Watchdog, detectMultipathd,
+  DeviceMapper, MultipathMap, MultipathdActions, MultipathdClient, MultipathdError, Watchdog, detectMultipathd,
 } from '../../lib/index';
 import { dmPathState, dropPortal, healPortals, startMultipathd, twoLioDisks, waitFor, waitForMap, type LioDisk, type Multipathd } from './helpers/iscsi';
 import { record, type Recorded } from '../vm/helpers/events';
@@ -64,6 +64,9 @@ test('the client against the real daemon: maps, paths, detection, refusals', asy
   assert.equal((await detectMultipathd('mpw-not-a-map', { client })).managed, false);
   await assert.rejects(client.failPath('sdzz'), (e: unknown) => e instanceof MultipathdError && e.code === 'failed');
   await assert.rejects(client.command('show frobnicate'), (e: unknown) => e instanceof MultipathdError && e.code === 'usage');
+  // The daemon's own socket, with no CLI to fall back on: the abstract name at its exact length.
+  const direct = new MultipathdClient({ cliFallback: false, timeoutMs: 10_000 });
+  assert.ok((await direct.showMaps()).some((m) => m.name === mapName), 'show maps over the socket itself');
 });
 
 test('a raw dm fail_path is undone by multipathd\'s checker: why cooperation is needed', { timeout: 60_000 }, async () => {
