@@ -21,9 +21,12 @@ import { DirectDevice } from '../lib/io';
 import { MultipathMap } from '../lib/multipath';
 import { Watchdog } from '../lib/watchdog';
 import {
-  dmPathState, dropPortal, healPortals, reloginWith, sessionTimers, startMultipathd, twoLioDisks, waitFor, waitForMap,
+  dmPathState, reloginWith, sessionTimers, startMultipathd, twoLioDisks, waitFor, waitForMap,
   type LioDisk, type MultipathdConfig, type Multipathd,
 } from '../test/vm-iscsi/helpers/iscsi';
+import { PortalFaults } from '../test/vm-iscsi/helpers/portal-faults';
+
+const faults = new PortalFaults();
 
 const BLOCK = 4096;
 const STALL_MS = 500;
@@ -117,7 +120,7 @@ async function runOne(cfg: Config, disks: [LioDisk, LioDisk]): Promise<Result> {
     })();
     await waitFor('warm-up reads', () => reads.filter((r) => r.done !== undefined).length >= 40, 30_000);
     const tDrop = now();
-    await dropPortal(victim.portal);
+    await faults.drop(victim.portal);
     let failAt: number | undefined;
     // Sample the dm status until the path fails and reads have flowed for 3 s after the last stall, or the cap.
     while (now() - tDrop < CAP_MS) {
@@ -148,7 +151,7 @@ async function runOne(cfg: Config, disks: [LioDisk, LioDisk]): Promise<Result> {
       note: firstStall === undefined ? 'no read met the dead path' : '',
     };
   } finally {
-    await healPortals();
+    await faults.restore();
     running = false;
     // The stuck read (if any) completes once the session recovers; bounded.
     await Promise.race([reader, sleep(120_000)]);
@@ -174,7 +177,7 @@ function ratio(a: number | undefined, c: number | undefined): string {
 }
 
 async function main(): Promise<void> {
-  await healPortals();
+  await faults.restore();
   let disks = twoLioDisks();
   const wanted = new Set(values.only.split(','));
   const results: Result[] = [];

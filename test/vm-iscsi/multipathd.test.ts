@@ -6,7 +6,8 @@ import assert from 'node:assert/strict';
 import {
   DeviceMapper, MultipathMap, MultipathdActions, MultipathdClient, MultipathdError, Watchdog, detectMultipathd,
 } from '../../lib/index';
-import { dmPathState, dropPortal, healPortals, startMultipathd, twoLioDisks, waitFor, waitForMap, type LioDisk, type Multipathd } from './helpers/iscsi';
+import { dmPathState, startMultipathd, twoLioDisks, waitFor, waitForMap, type LioDisk, type Multipathd } from './helpers/iscsi';
+import { PortalFaults } from './helpers/portal-faults';
 import { record, type Recorded } from '../vm/helpers/events';
 
 const POLL_S = 2;
@@ -17,6 +18,7 @@ let mapName = '';
 let mp: MultipathMap;
 let disks: [LioDisk, LioDisk];
 const dm = new DeviceMapper();
+const faults = new PortalFaults();
 
 before(async () => {
   disks = twoLioDisks();
@@ -32,7 +34,7 @@ before(async () => {
 }, { timeout: 300_000 });
 
 after(async () => {
-  await healPortals();
+  await faults.restore();
   if (mpd) {
     for (const d of disks ?? []) await mpd.client.reinstatePath(d.name).catch(() => undefined);
     await mpd.stop();
@@ -128,7 +130,7 @@ test('an nft drop of one portal: the watchdog (auto-detected multipathd actions)
   try {
     await waitFor('healthy reads', () => done.length >= 50, 30_000);
     const tDrop = performance.now();
-    await dropPortal(victim.portal);
+    await faults.drop(victim.portal);
     await waitFor('path-failed', () => ev['path-failed'].length > 0, 60_000).catch((e: unknown) => {
       const seen = { late: ev['io-late'].length, kept: ev['last-path-kept'].length, errors: ev.error.map((x) => x.payload.error.message), stats: wd.stats().paths };
       throw new Error(`${(e as Error).message}; events and stats: ${JSON.stringify(seen)}`);
@@ -148,7 +150,7 @@ test('an nft drop of one portal: the watchdog (auto-detected multipathd actions)
       await new Promise((r) => setTimeout(r, 250));
     }
 
-    await healPortals();
+    await faults.restore();
     const tHeal = performance.now();
     await waitFor('path-reinstated after the portal heals', () => ev['path-reinstated'].length > 0, 120_000, 100);
     assert.equal(ev['path-reinstated'][0]?.payload.path.devno, victim.devno);
@@ -157,7 +159,7 @@ test('an nft drop of one portal: the watchdog (auto-detected multipathd actions)
     assert.equal(seen?.dmState, 'active');
     console.log(`# portal healed: ${victim.name} reinstated by the watchdog after ${((performance.now() - tHeal) / 1000).toFixed(1)} s`);
   } finally {
-    await healPortals();
+    await faults.restore();
     running = false;
     await Promise.all(workers);
     await wd.stop();

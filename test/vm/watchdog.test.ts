@@ -3,12 +3,12 @@
 // a path device suspended with noflush (hang) or reloaded as dm-delay (slow).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { DmError, MultipathValueError, Watchdog } from '../../lib/index';
 import { createRig, waitFor, type Rig, type RigPath } from './helpers/rig';
 import { dmsetup, forceCleanup } from './helpers/dm';
 import { scsiDebugDisks, sectors } from './helpers/scsi';
 import { record, type Recorded } from './helpers/events';
+import { ChecksummedBlocks } from './helpers/checksummed';
 
 const BLOCK = 4096;
 
@@ -182,33 +182,8 @@ test('data integrity: checksummed writes over 20 hang and resume cycles all read
     const wd = new Watchdog({ map: rig.map, timeoutMs: 300, holdDownMs: 200, maxHoldDownMs: 1000, probeIntervalMs: 100, reinstateAfter: 2 });
     const ev = record(wd);
     await wd.start();
-    const BLOCKS = 256;
-    const acked = new Array<number>(BLOCKS).fill(-1);
-    let gen = 0;
-    let running = true;
-    const errors: unknown[] = [];
-    const block = (i: number, g: number): Buffer => {
-      const b = wd.alloc(BLOCK);
-      b.fill(0);
-      b.writeUInt32LE(i, 0);
-      b.writeUInt32LE(g, 4);
-      b.fill(g & 0xff, 8, BLOCK - 32);
-      createHash('sha256').update(b.subarray(0, BLOCK - 32)).digest().copy(b, BLOCK - 32);
-      return b;
-    };
-    // Each writer owns every 4th block, so writes to one block are sequential and the last acknowledged one must be on disk.
-    const writers = Array.from({ length: 4 }, async (_, w) => {
-      while (running) {
-        const i = Math.floor(Math.random() * (BLOCKS / 4)) * 4 + w;
-        const g = ++gen;
-        try {
-          await wd.write(block(i, g), i * BLOCK);
-          acked[i] = g;
-        } catch (e) {
-          errors.push(e);
-        }
-      }
-    });
+    const data = new ChecksummedBlocks({ blocks: 256, blockSize: BLOCK });
+    const load = data.run(wd, { writers: 4, readers: 2 });
     try {
       for (let cycle = 0; cycle < 20; cycle++) {
         const p = rig.paths[cycle % 2] as RigPath;
@@ -219,26 +194,16 @@ test('data integrity: checksummed writes over 20 hang and resume cycles all read
         await waitFor(`cycle ${cycle}: both paths usable`, async () => (await pathState(rig.map, rig.paths[0].devno)) === 'A' && (await pathState(rig.map, rig.paths[1].devno)) === 'A', 30_000);
       }
     } finally {
-      running = false;
       for (const p of rig.paths) await rig.heal(p);
-      await Promise.all(writers);
+      await load.stop();
     }
-    assert.deepEqual(errors, []);
+    assert.deepEqual(data.errors, []);
     assert.ok(ev['path-failed'].length >= 10, `paths failed ${ev['path-failed'].length} times over 20 cycles`);
-    const buf = wd.alloc(BLOCK);
-    let checked = 0;
-    for (let i = 0; i < BLOCKS; i++) {
-      if ((acked[i] as number) < 0) continue;
-      await wd.read(buf, i * BLOCK);
-      const sum = createHash('sha256').update(buf.subarray(0, BLOCK - 32)).digest();
-      assert.ok(sum.equals(buf.subarray(BLOCK - 32)), `block ${i}: checksum`);
-      assert.equal(buf.readUInt32LE(0), i, `block ${i}: index`);
-      assert.equal(buf.readUInt32LE(4), acked[i], `block ${i}: the last acknowledged write`);
-      checked++;
-    }
+    const { checked, bad } = await data.verifyAll(wd);
+    assert.deepEqual(bad, []);
     await wd.stop();
-    assert.ok(checked > BLOCKS / 2, `checked ${checked} blocks`);
-    console.log(`# data: ${gen} writes, ${checked} blocks verified, ${ev['path-failed'].length} fails, ${ev['last-path-kept'].length} kept`);
+    assert.ok(checked > data.blocks / 2, `checked ${checked} blocks`);
+    console.log(`# data: ${data.writes} writes, ${checked} blocks verified, ${ev['path-failed'].length} fails, ${ev['last-path-kept'].length} kept`);
   });
 });
 

@@ -1,8 +1,8 @@
 // The iSCSI topology's moving parts for tests and the failover bench, inside
 // the guest (`--topology iscsi`, scripts/guest-iscsi.sh): the two LIO disks and
 // their portals, multipathd started with a config that can build a map over
-// LIO (DESIGN.md, "multipathd in the guest"), and the nftables fault that
-// silences one portal. Every wait is bounded; every fault has an undo.
+// LIO (DESIGN.md, "multipathd in the guest"); the network faults are in
+// portal-faults.ts. Every wait is bounded.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, existsSync, readFileSync, readdirSync, realpathSync, writeFileSync, mkdirSync } from 'node:fs';
 import { MultipathdClient, MultipathdError, type MultipathdPath } from '../../../lib/multipathd';
@@ -21,7 +21,6 @@ export interface LioDisk {
 }
 
 export const IQN = 'iqn.2026-11.org.mpath-watchdog:lun0';
-const FAULT_TABLE = 'mpw_fault';
 
 async function run(cmd: string, args: string[], input?: string): Promise<string> {
   const { execa } = await import('execa');
@@ -164,27 +163,6 @@ export async function waitForMap(mpd: Multipathd, disks: readonly LioDisk[], ms 
     throw new Error(`${(e as Error).message}; its paths: ${JSON.stringify(last)}\n--- multipathd log:\n${mpd.tail()}`);
   }
   return last.find((p) => p.dev === disks[0]?.name)?.map as string;
-}
-
-/** Drops every packet to and from `portal`:3260 (output hook sees both directions on loopback). */
-export async function dropPortal(portal: string): Promise<void> {
-  await run('nft', ['-f', '-'], [
-    `table inet ${FAULT_TABLE} {`,
-    '  chain out {',
-    '    type filter hook output priority 0; policy accept;',
-    `    ip daddr ${portal} tcp dport 3260 drop`,
-    `    ip saddr ${portal} tcp sport 3260 drop`,
-    '  }',
-    '}',
-    '',
-  ].join('\n'));
-}
-
-/** Removes the fault table; a missing table is fine. */
-export async function healPortals(): Promise<void> {
-  await run('nft', ['delete', 'table', 'inet', FAULT_TABLE]).catch((e: unknown) => {
-    if (!/No such file or directory|does not exist/.test(String((e as { stderr?: string }).stderr ?? e))) throw e;
-  });
 }
 
 /** The path's state in the map's dm status (through the ioctl: cheap enough to sample every 100 ms), undefined when absent. */

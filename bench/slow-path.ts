@@ -1,0 +1,226 @@
+// A slow path over iSCSI, with and without the watchdog, in one run (issue 9,
+// section 4). Runs in the VM with `--topology iscsi` (npm run bench:slow-path):
+// one LUN over two portals, multipathd managing the map with its defaults
+// (service-time selector). The load is 4 KiB random O_DIRECT reads at queue
+// depth 16 through the map: a healthy window, a window with one portal's round
+// trip delayed by netem (the path stays up: its NOP-Outs and multipathd's TUR
+// still answer), and a restored window. Configurations:
+//   (a) multipathd alone;
+//   (b) multipathd plus the watchdog (timeoutMs 500, hedgeReads, slowFactor),
+//       failing through multipathd's `fail path`.
+// For each window it prints IOPS, p50/p99/p99.9/max latency and the reads
+// slower than 1 s, and when the slow path was failed and reinstated (dm status
+// sampled every 100 ms). A configuration that overruns its bound gets its
+// partial figures, marked as such.
+import { parseArgs } from 'node:util';
+import { DeviceMapper } from '../lib/dm';
+import { DirectDevice } from '../lib/io';
+import { MultipathMap } from '../lib/multipath';
+import { Watchdog } from '../lib/watchdog';
+import { dmPathState, startMultipathd, twoLioDisks, waitForMap, type LioDisk } from '../test/vm-iscsi/helpers/iscsi';
+import { PortalFaults } from '../test/vm-iscsi/helpers/portal-faults';
+
+const BLOCK = 4096;
+const SLOW_MS = 1000;
+
+const { values } = parseArgs({
+  options: {
+    'window-s': { type: 'string', default: '20' },
+    'delay-ms': { type: 'string', default: '2000' },
+    'timeout-ms': { type: 'string', default: '500' },
+    'slow-factor': { type: 'string', default: '3' },
+    qd: { type: 'string', default: '16' },
+    only: { type: 'string', default: 'a,b' },
+  },
+});
+const WINDOW_MS = Number(values['window-s']) * 1000;
+const DELAY_MS = Number(values['delay-ms']);
+const TIMEOUT_MS = Number(values['timeout-ms']);
+const SLOW_FACTOR = Number(values['slow-factor']);
+const QD = Number(values.qd);
+for (const [k, v] of [['window-s', WINDOW_MS], ['delay-ms', DELAY_MS], ['timeout-ms', TIMEOUT_MS], ['qd', QD]] as const) {
+  if (!(v > 0) || !Number.isFinite(v)) throw new Error(`--${k} must be a positive number`);
+}
+if (!(SLOW_FACTOR > 1)) throw new Error('--slow-factor must be > 1');
+/** Reads still open this long after the last window are given up on (their figures are partial). */
+const DRAIN_MS = 30_000;
+
+type Win = 'healthy' | 'fault' | 'restored';
+const WINDOWS: Win[] = ['healthy', 'fault', 'restored'];
+
+interface Read { submit: number; done: number | undefined; error: boolean }
+
+interface WindowFigures {
+  window: Win;
+  iops: number;
+  p50: number;
+  p99: number;
+  p999: number;
+  max: number;
+  over1s: number;
+  errors: number;
+  open: number;
+}
+
+interface Result {
+  id: 'a' | 'b';
+  label: string;
+  windows: WindowFigures[];
+  failedAfterMs: number | undefined;
+  reinstatedAfterMs: number | undefined;
+  partial: boolean;
+}
+
+const now = (): number => performance.now();
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+function quantile(sorted: number[], p: number): number {
+  return sorted.length === 0 ? NaN : (sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] as number);
+}
+
+function figures(window: Win, reads: Read[], from: number, to: number, end: number): WindowFigures {
+  const mine = reads.filter((r) => r.submit >= from && r.submit < to);
+  const lat = mine.map((r) => (r.done ?? end) - r.submit).sort((a, b) => a - b);
+  return {
+    window,
+    iops: reads.filter((r) => r.done !== undefined && !r.error && r.done >= from && r.done < to).length / ((to - from) / 1000),
+    p50: quantile(lat, 0.5),
+    p99: quantile(lat, 0.99),
+    p999: quantile(lat, 0.999),
+    max: lat.length === 0 ? NaN : (lat[lat.length - 1] as number),
+    over1s: lat.filter((ms) => ms > SLOW_MS).length,
+    errors: mine.filter((r) => r.error).length,
+    open: mine.filter((r) => r.done === undefined).length,
+  };
+}
+
+async function runOne(id: 'a' | 'b', disks: [LioDisk, LioDisk], faults: PortalFaults): Promise<Result> {
+  const victim = disks[1];
+  const label = id === 'a' ? 'multipathd alone (defaults)' : `multipathd + watchdog (${TIMEOUT_MS} ms, hedgeReads, slowFactor ${SLOW_FACTOR})`;
+  const mpd = await startMultipathd({}, `/run/mpw-slow-path-${id}.log`);
+  const dm = new DeviceMapper();
+  const reads: Read[] = [];
+  let running = true;
+  let wd: Watchdog | undefined;
+  let dev: DirectDevice | undefined;
+  let workers: Promise<void>[] = [];
+  let partial = false;
+  let failedAt: number | undefined;
+  let reinstatedAt: number | undefined;
+  const t: Record<Win | 'end', number> = { healthy: 0, fault: 0, restored: 0, end: 0 };
+  try {
+    const mapName = await waitForMap(mpd, disks, 120_000);
+    const mp = await MultipathMap.open(dm, mapName);
+    const blocks = Math.floor(Number((await dm.table(mapName))[0]?.length ?? 0) / 8);
+    let read: (buf: Buffer, off: number) => Promise<unknown>;
+    let alloc: (n: number) => Buffer;
+    if (id === 'b') {
+      const w = new Watchdog({ map: mapName, timeoutMs: TIMEOUT_MS, hedgeReads: true, slowFactor: SLOW_FACTOR, queueDepth: QD });
+      await w.start();
+      wd = w;
+      read = (b, o) => w.read(b, o);
+      alloc = (n) => w.alloc(n);
+    } else {
+      const d = await DirectDevice.open(await dm.devicePath(mapName), { queueDepth: QD });
+      dev = d;
+      read = (b, o) => d.read(b, o);
+      alloc = (n) => d.alloc(n);
+    }
+    workers = Array.from({ length: QD }, async () => {
+      const buf = alloc(BLOCK);
+      while (running) {
+        const r: Read = { submit: now(), done: undefined, error: false };
+        reads.push(r);
+        try {
+          await read(buf, Math.floor(Math.random() * blocks) * BLOCK);
+        } catch {
+          r.error = true;
+        }
+        r.done = now();
+      }
+    });
+    // Path state, sampled through the ioctl every 100 ms for the whole run.
+    const sampler = (async () => {
+      while (running) {
+        const s = await dmPathState(mp, victim.devno).catch(() => undefined);
+        if (s === 'failed' && failedAt === undefined && t.fault > 0) failedAt = now();
+        if (s === 'active' && failedAt !== undefined && reinstatedAt === undefined && t.restored > 0) reinstatedAt = now();
+        await sleep(100);
+      }
+    })();
+    t.healthy = now();
+    await sleep(WINDOW_MS);
+    t.fault = now();
+    await faults.delay(victim.portal, DELAY_MS);
+    await sleep(WINDOW_MS);
+    await faults.restore();
+    t.restored = now();
+    await sleep(WINDOW_MS);
+    t.end = now();
+    running = false;
+    await Promise.race([Promise.all(workers), sleep(DRAIN_MS)]);
+    await sampler;
+    partial = reads.some((r) => r.done === undefined);
+    const end = now();
+    return {
+      id,
+      label,
+      windows: WINDOWS.map((w, i) => figures(w, reads, t[w], i + 1 < WINDOWS.length ? t[WINDOWS[i + 1] as Win] : t.end, end)),
+      failedAfterMs: failedAt === undefined ? undefined : failedAt - t.fault,
+      reinstatedAfterMs: reinstatedAt === undefined ? undefined : reinstatedAt - t.restored,
+      partial,
+    };
+  } finally {
+    running = false;
+    await faults.restore();
+    await Promise.race([Promise.all(workers), sleep(DRAIN_MS)]);
+    if (wd) await Promise.race([wd.stop(), sleep(DRAIN_MS)]);
+    if (dev) await Promise.race([dev.close(), sleep(DRAIN_MS)]);
+    for (const d of disks) await mpd.client.reinstatePath(d.name).catch(() => undefined);
+    await mpd.stop();
+  }
+}
+
+const ms = (v: number): string => (Number.isNaN(v) ? '-' : v >= 1000 ? `${(v / 1000).toFixed(2)} s` : `${v.toFixed(1)} ms`);
+const after = (v: number | undefined, what: string): string => (v === undefined ? `not ${what}` : `${what} ${(v / 1000).toFixed(2)} s after`);
+
+async function main(): Promise<void> {
+  const faults = new PortalFaults();
+  const disks = twoLioDisks();
+  const wanted = new Set(values.only.split(','));
+  const results: Result[] = [];
+  for (const id of (['a', 'b'] as const).filter((x) => wanted.has(x))) {
+    const t0 = now();
+    console.error(`# (${id}) start`);
+    const r = await runOne(id, disks, faults);
+    console.error(`# (${id}) done in ${((now() - t0) / 1000).toFixed(0)} s`);
+    results.push(r);
+  }
+  console.log(`\nSlow path: ${DELAY_MS} ms added to one iSCSI portal's round trip (netem); 4 KiB random O_DIRECT reads at QD ${QD}; windows of ${WINDOW_MS / 1000} s\n`);
+  const head = ['config', 'window', 'IOPS', 'p50', 'p99', 'p99.9', 'max', `reads > ${SLOW_MS / 1000} s`, 'errors'];
+  const rows: string[][] = [];
+  for (const r of results) {
+    for (const w of r.windows) {
+      rows.push([`(${r.id}) ${r.label}${r.partial ? ' [partial]' : ''}`, w.window, w.iops.toFixed(0), ms(w.p50), ms(w.p99), ms(w.p999), `${w.open > 0 ? '> ' : ''}${ms(w.max)}`, String(w.over1s), String(w.errors)]);
+    }
+  }
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((row) => (row[i] as string).length)));
+  const line = (cells: string[]): string => `| ${cells.map((c, i) => c.padEnd(widths[i] as number)).join(' | ')} |`;
+  console.log(line(head));
+  console.log(`|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`);
+  for (const row of rows) console.log(line(row));
+  console.log('');
+  for (const r of results) {
+    console.log(`(${r.id}) slow path ${after(r.failedAfterMs, 'failed')} the delay began; ${after(r.reinstatedAfterMs, 'reinstated')} the restore${r.partial ? '; some reads never finished (partial figures)' : ''}`);
+  }
+  const fault = (id: 'a' | 'b'): string => {
+    const w = results.find((r) => r.id === id)?.windows.find((x) => x.window === 'fault');
+    return w === undefined ? 'n/a' : String(w.over1s);
+  };
+  console.log(`slow-path reads over 1 s in the fault window: multipathd alone ${fault('a')}, with watchdog ${fault('b')}`);
+}
+
+main().then(() => process.exit(0), (e: unknown) => {
+  console.error(e instanceof Error ? e.stack : e);
+  process.exit(1);
+});
