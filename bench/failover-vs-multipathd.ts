@@ -17,14 +17,14 @@
 // waited longer than 5 s. A configuration gets at most --cap-s (180) seconds.
 import { parseArgs } from 'node:util';
 import { DeviceMapper } from '../lib/dm';
-import { DirectDevice } from '../lib/io';
 import { MultipathMap } from '../lib/multipath';
-import { Watchdog } from '../lib/watchdog';
 import {
   dmPathState, reloginWith, sessionTimers, startMultipathd, twoLioDisks, waitFor, waitForMap,
   type LioDisk, type MultipathdConfig, type Multipathd,
 } from '../test/vm-iscsi/helpers/iscsi';
 import { PortalFaults } from '../test/vm-iscsi/helpers/portal-faults';
+import { markdownTable } from './table';
+import { openMapReader, type MapReader } from './map-reader';
 
 const faults = new PortalFaults();
 
@@ -81,37 +81,23 @@ async function runOne(cfg: Config, disks: [LioDisk, LioDisk]): Promise<Result> {
   const timers = sessionTimers(victim);
   const mpd: Multipathd = await startMultipathd(cfg.mpath, `/run/mpw-bench-${cfg.id}.log`);
   const dm = new DeviceMapper();
-  let wd: Watchdog | undefined;
-  let dev: DirectDevice | undefined;
+  let reader: MapReader | undefined;
   const reads: ReadRec[] = [];
   let running = true;
-  let reader: Promise<void> | undefined;
+  let readLoop: Promise<void> | undefined;
   try {
     const mapName = await waitForMap(mpd, disks, 120_000);
     const mp = await MultipathMap.open(dm, mapName);
-    const blocks = Math.floor(Number((await dm.table(mapName))[0]?.length ?? 0) / 8);
-    let read: (buf: Buffer, off: number) => Promise<unknown>;
-    let alloc: (n: number) => Buffer;
-    if (cfg.watchdog) {
-      const w = new Watchdog({ map: mapName, timeoutMs: WD_TIMEOUT_MS, hedgeReads: true, queueDepth: 4 });
-      await w.start();
-      wd = w;
-      read = (b, o) => w.read(b, o);
-      alloc = (n) => w.alloc(n);
-    } else {
-      const d = await DirectDevice.open(await dm.devicePath(mapName), { queueDepth: 4 });
-      dev = d;
-      read = (b, o) => d.read(b, o);
-      alloc = (n) => d.alloc(n);
-    }
-    reader = (async () => {
-      const buf = alloc(BLOCK);
+    const r = await openMapReader(dm, mapName, 4, cfg.watchdog ? { timeoutMs: WD_TIMEOUT_MS, hedgeReads: true } : null);
+    reader = r;
+    readLoop = (async () => {
+      const buf = r.alloc(BLOCK);
       let i = 0;
       while (running) {
         const rec: ReadRec = { submit: now(), done: undefined };
         reads.push(rec);
         try {
-          await read(buf, ((i++ * 7919) % blocks) * BLOCK);
+          await r.read(buf, ((i++ * 7919) % r.blocks) * BLOCK);
           rec.done = now();
         } catch {
           rec.done = undefined; // an error is not a successful read
@@ -154,9 +140,8 @@ async function runOne(cfg: Config, disks: [LioDisk, LioDisk]): Promise<Result> {
     await faults.restore();
     running = false;
     // The stuck read (if any) completes once the session recovers; bounded.
-    await Promise.race([reader, sleep(120_000)]);
-    if (wd) await Promise.race([wd.stop(), sleep(60_000)]);
-    if (dev) await Promise.race([dev.close(), sleep(60_000)]);
+    await Promise.race([readLoop, sleep(120_000)]);
+    await reader?.close(60_000);
     for (const d of disks) await mpd.client.reinstatePath(d.name).catch(() => undefined);
     await waitFor('both paths back in multipathd', async () => {
       const paths = await mpd.client.showPaths().catch(() => []);
@@ -192,11 +177,7 @@ async function main(): Promise<void> {
   console.log(`\nFailover on an nft drop of one iSCSI portal (QD1 4 KiB O_DIRECT reads, round-robin; cap ${CAP_MS / 1000} s)\n`);
   const head = ['config', 'session timers', 'drop -> path failed', 'drop -> I/O resumed', 'worst read', 'reads > 5 s'];
   const rows = results.map((r) => [`(${r.id}) ${r.label}`, r.timers, fmt(r.failMs), fmt(r.resumeMs), `${r.worstOpen ? '> ' : ''}${(r.worstMs / 1000).toFixed(2)} s`, String(r.over5s)]);
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((row) => (row[i] as string).length)));
-  const line = (cells: string[]): string => `| ${cells.map((c, i) => c.padEnd(widths[i] as number)).join(' | ')} |`;
-  console.log(line(head));
-  console.log(`|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`);
-  for (const row of rows) console.log(line(row));
+  console.log(markdownTable(head, rows));
   for (const r of results) if (r.note) console.log(`(${r.id}): ${r.note}`);
   const c = results.find((r) => r.id === 'c');
   if (c) {

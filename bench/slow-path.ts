@@ -14,11 +14,11 @@
 // partial figures, marked as such.
 import { parseArgs } from 'node:util';
 import { DeviceMapper } from '../lib/dm';
-import { DirectDevice } from '../lib/io';
 import { MultipathMap } from '../lib/multipath';
-import { Watchdog } from '../lib/watchdog';
 import { dmPathState, startMultipathd, twoLioDisks, waitForMap, type LioDisk } from '../test/vm-iscsi/helpers/iscsi';
 import { PortalFaults } from '../test/vm-iscsi/helpers/portal-faults';
+import { markdownTable } from './table';
+import { openMapReader, type MapReader } from './map-reader';
 
 const BLOCK = 4096;
 const SLOW_MS = 1000;
@@ -101,8 +101,7 @@ async function runOne(id: 'a' | 'b', disks: [LioDisk, LioDisk], faults: PortalFa
   const dm = new DeviceMapper();
   const reads: Read[] = [];
   let running = true;
-  let wd: Watchdog | undefined;
-  let dev: DirectDevice | undefined;
+  let reader: MapReader | undefined;
   let workers: Promise<void>[] = [];
   let partial = false;
   let failedAt: number | undefined;
@@ -111,32 +110,19 @@ async function runOne(id: 'a' | 'b', disks: [LioDisk, LioDisk], faults: PortalFa
   try {
     const mapName = await waitForMap(mpd, disks, 120_000);
     const mp = await MultipathMap.open(dm, mapName);
-    const blocks = Math.floor(Number((await dm.table(mapName))[0]?.length ?? 0) / 8);
-    let read: (buf: Buffer, off: number) => Promise<unknown>;
-    let alloc: (n: number) => Buffer;
-    if (id === 'b') {
-      const w = new Watchdog({ map: mapName, timeoutMs: TIMEOUT_MS, hedgeReads: true, slowFactor: SLOW_FACTOR, queueDepth: QD });
-      await w.start();
-      wd = w;
-      read = (b, o) => w.read(b, o);
-      alloc = (n) => w.alloc(n);
-    } else {
-      const d = await DirectDevice.open(await dm.devicePath(mapName), { queueDepth: QD });
-      dev = d;
-      read = (b, o) => d.read(b, o);
-      alloc = (n) => d.alloc(n);
-    }
+    const r = await openMapReader(dm, mapName, QD, id === 'b' ? { timeoutMs: TIMEOUT_MS, hedgeReads: true, slowFactor: SLOW_FACTOR } : null);
+    reader = r;
     workers = Array.from({ length: QD }, async () => {
-      const buf = alloc(BLOCK);
+      const buf = r.alloc(BLOCK);
       while (running) {
-        const r: Read = { submit: now(), done: undefined, error: false };
-        reads.push(r);
+        const rec: Read = { submit: now(), done: undefined, error: false };
+        reads.push(rec);
         try {
-          await read(buf, Math.floor(Math.random() * blocks) * BLOCK);
+          await r.read(buf, Math.floor(Math.random() * r.blocks) * BLOCK);
         } catch {
-          r.error = true;
+          rec.error = true;
         }
-        r.done = now();
+        rec.done = now();
       }
     });
     // Path state, sampled through the ioctl every 100 ms for the whole run.
@@ -150,8 +136,9 @@ async function runOne(id: 'a' | 'b', disks: [LioDisk, LioDisk], faults: PortalFa
     })();
     t.healthy = now();
     await sleep(WINDOW_MS);
-    t.fault = now();
+    // Each window starts once its network change is in force.
     await faults.delay(victim.portal, DELAY_MS);
+    t.fault = now();
     await sleep(WINDOW_MS);
     await faults.restore();
     t.restored = now();
@@ -174,15 +161,14 @@ async function runOne(id: 'a' | 'b', disks: [LioDisk, LioDisk], faults: PortalFa
     running = false;
     await faults.restore();
     await Promise.race([Promise.all(workers), sleep(DRAIN_MS)]);
-    if (wd) await Promise.race([wd.stop(), sleep(DRAIN_MS)]);
-    if (dev) await Promise.race([dev.close(), sleep(DRAIN_MS)]);
+    await reader?.close(DRAIN_MS);
     for (const d of disks) await mpd.client.reinstatePath(d.name).catch(() => undefined);
     await mpd.stop();
   }
 }
 
 const ms = (v: number): string => (Number.isNaN(v) ? '-' : v >= 1000 ? `${(v / 1000).toFixed(2)} s` : `${v.toFixed(1)} ms`);
-const after = (v: number | undefined, what: string): string => (v === undefined ? `not ${what}` : `${what} ${(v / 1000).toFixed(2)} s after`);
+const after = (v: number | undefined, what: string, since: string): string => (v === undefined ? `never ${what}` : `${what} ${(v / 1000).toFixed(2)} s after ${since}`);
 
 async function main(): Promise<void> {
   const faults = new PortalFaults();
@@ -204,14 +190,10 @@ async function main(): Promise<void> {
       rows.push([`(${r.id}) ${r.label}${r.partial ? ' [partial]' : ''}`, w.window, w.iops.toFixed(0), ms(w.p50), ms(w.p99), ms(w.p999), `${w.open > 0 ? '> ' : ''}${ms(w.max)}`, String(w.over1s), String(w.errors)]);
     }
   }
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((row) => (row[i] as string).length)));
-  const line = (cells: string[]): string => `| ${cells.map((c, i) => c.padEnd(widths[i] as number)).join(' | ')} |`;
-  console.log(line(head));
-  console.log(`|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`);
-  for (const row of rows) console.log(line(row));
+  console.log(markdownTable(head, rows));
   console.log('');
   for (const r of results) {
-    console.log(`(${r.id}) slow path ${after(r.failedAfterMs, 'failed')} the delay began; ${after(r.reinstatedAfterMs, 'reinstated')} the restore${r.partial ? '; some reads never finished (partial figures)' : ''}`);
+    console.log(`(${r.id}) slow path ${after(r.failedAfterMs, 'failed', 'the delay began')}; ${after(r.reinstatedAfterMs, 'reinstated', 'the restore')}${r.partial ? '; some reads never finished (partial figures)' : ''}`);
   }
   const fault = (id: 'a' | 'b'): string => {
     const w = results.find((r) => r.id === id)?.windows.find((x) => x.window === 'fault');

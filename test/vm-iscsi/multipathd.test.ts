@@ -1,98 +1,73 @@
 // multipathd cooperation against the real daemon (Debian's multipath-tools)
 // managing a map over two iSCSI paths (LIO target, open-iscsi initiator, two
 // loopback portals). Run with `--topology iscsi` (npm run test:vm:iscsi).
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  DeviceMapper, MultipathMap, MultipathdActions, MultipathdClient, MultipathdError, Watchdog, detectMultipathd,
+  DeviceMapper, MultipathdActions, MultipathdClient, MultipathdError, Watchdog, detectMultipathd,
 } from '../../lib/index';
-import { dmPathState, startMultipathd, twoLioDisks, waitFor, waitForMap, type LioDisk, type Multipathd } from './helpers/iscsi';
+import { dmPathState, useRoundRobinMap, waitFor, type Multipathd } from './helpers/iscsi';
 import { PortalFaults } from './helpers/portal-faults';
 import { record, type Recorded } from '../vm/helpers/events';
 
 const POLL_S = 2;
 const BLOCK = 4096;
 
-let mpd: Multipathd | undefined;
-let mapName = '';
-let mp: MultipathMap;
-let disks: [LioDisk, LioDisk];
 const dm = new DeviceMapper();
 const faults = new PortalFaults();
-
-before(async () => {
-  disks = twoLioDisks();
-  const t0 = performance.now();
-  // Round-robin, one request per path in turn, so that reads surely meet the dropped portal.
-  mpd = await startMultipathd({
-    defaults: [`polling_interval ${POLL_S}`, `max_polling_interval ${POLL_S}`],
-    device: ['path_selector "round-robin 0"', 'rr_min_io_rq 1'],
-  });
-  mapName = await waitForMap(mpd, disks);
-  mp = await MultipathMap.open(dm, mapName);
-  console.log(`# multipathd built ${mapName} over ${disks.map((d) => `${d.name} (${d.portal})`).join(', ')} in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
-}, { timeout: 300_000 });
-
-after(async () => {
-  await faults.restore();
-  if (mpd) {
-    for (const d of disks ?? []) await mpd.client.reinstatePath(d.name).catch(() => undefined);
-    await mpd.stop();
-  }
-});
+const rig = useRoundRobinMap(POLL_S, faults);
 
 function daemon(): Multipathd {
-  assert.ok(mpd, 'multipathd was started');
-  return mpd;
+  return rig().mpd;
 }
 
 test('the client against the real daemon: maps, paths, detection, refusals', async () => {
   const { client } = daemon();
   const maps = await client.showMaps();
-  const rec = maps.find((m) => m.name === mapName);
-  assert.ok(rec, `show maps lists ${mapName}: ${JSON.stringify(maps)}`);
+  const rec = maps.find((m) => m.name === rig().name);
+  assert.ok(rec, `show maps lists ${rig().name}: ${JSON.stringify(maps)}`);
   assert.equal(rec.paths, 2);
   assert.match(rec.sysfs, /^dm-\d+$/);
   const paths = await client.showPaths();
-  for (const d of disks) {
+  for (const d of rig().disks) {
     const p = paths.find((x) => x.dev === d.name);
     assert.ok(p, `show paths lists ${d.name}: ${JSON.stringify(paths)}`);
     assert.equal(p.devno, d.devno);
-    assert.equal(p.map, mapName);
+    assert.equal(p.map, rig().name);
     assert.equal(p.dmState, 'active');
     assert.equal(p.wwid, rec.wwid);
   }
-  assert.equal((await detectMultipathd(mapName, { client })).managed, true);
+  assert.equal((await detectMultipathd(rig().name, { client })).managed, true);
   assert.equal((await detectMultipathd('mpw-not-a-map', { client })).managed, false);
   await assert.rejects(client.failPath('sdzz'), (e: unknown) => e instanceof MultipathdError && e.code === 'failed');
   await assert.rejects(client.command('show frobnicate'), (e: unknown) => e instanceof MultipathdError && e.code === 'usage');
   // The daemon's own socket, with no CLI to fall back on: the abstract name at its exact length.
   const direct = new MultipathdClient({ cliFallback: false, timeoutMs: 10_000 });
-  assert.ok((await direct.showMaps()).some((m) => m.name === mapName), 'show maps over the socket itself');
+  assert.ok((await direct.showMaps()).some((m) => m.name === rig().name), 'show maps over the socket itself');
 });
 
 test('a raw dm fail_path is undone by multipathd\'s checker: why cooperation is needed', { timeout: 60_000 }, async () => {
-  const [pa] = disks;
-  await dm.message(mapName, `fail_path ${pa.devno}`);
-  assert.equal(await dmPathState(mp, pa.devno), 'failed');
+  const [pa] = rig().disks;
+  await dm.message(rig().name, `fail_path ${pa.devno}`);
+  assert.equal(await dmPathState(rig().map, pa.devno), 'failed');
   const t0 = performance.now();
   // Bounded at 10 polling intervals: the checker sees a path that answers and reinstates it.
-  await waitFor('multipathd to reinstate the path failed behind its back', async () => (await dmPathState(mp, pa.devno)) === 'active', 10 * POLL_S * 1000, 100);
+  await waitFor('multipathd to reinstate the path failed behind its back', async () => (await dmPathState(rig().map, pa.devno)) === 'active', 10 * POLL_S * 1000, 100);
   console.log(`# dm fail_path of ${pa.name} undone by multipathd after ${((performance.now() - t0) / 1000).toFixed(1)} s (polling_interval ${POLL_S} s)`);
 });
 
 test('a path failed through multipathd stays failed for 3+ polling intervals, and reinstate path brings it back', { timeout: 60_000 }, async () => {
-  const [pa, pb] = disks;
-  const actions = new MultipathdActions(mapName, { client: daemon().client });
+  const [pa, pb] = rig().disks;
+  const actions = new MultipathdActions(rig().name, { client: daemon().client });
   await actions.fail(pa.devno);
   try {
-    assert.equal(await dmPathState(mp, pa.devno), 'failed');
+    assert.equal(await dmPathState(rig().map, pa.devno), 'failed');
     const holdMs = (3 * POLL_S + 2) * 1000;
     const end = performance.now() + holdMs;
     let samples = 0;
     while (performance.now() < end) {
-      assert.equal(await dmPathState(mp, pa.devno), 'failed', `still failed after ${samples} samples`);
-      assert.equal(await dmPathState(mp, pb.devno), 'active');
+      assert.equal(await dmPathState(rig().map, pa.devno), 'failed', `still failed after ${samples} samples`);
+      assert.equal(await dmPathState(rig().map, pb.devno), 'active');
       samples++;
       await new Promise((r) => setTimeout(r, 200));
     }
@@ -102,15 +77,15 @@ test('a path failed through multipathd stays failed for 3+ polling intervals, an
   } finally {
     await actions.reinstate(pa.devno);
   }
-  await waitFor('the reinstated path to be active', async () => (await dmPathState(mp, pa.devno)) === 'active', 10_000, 100);
+  await waitFor('the reinstated path to be active', async () => (await dmPathState(rig().map, pa.devno)) === 'active', 10_000, 100);
   const seen = (await daemon().client.showPaths()).find((p) => p.dev === pa.name);
   assert.equal(seen?.dmState, 'active');
 });
 
 test('an nft drop of one portal: the watchdog (auto-detected multipathd actions) fails that path, reads go on, and it reinstates after healing', { timeout: 240_000 }, async () => {
-  const victim = disks[1];
-  const other = disks[0];
-  const wd = new Watchdog({ map: mapName, timeoutMs: 1000, hedgeReads: true, holdDownMs: 1000, probeIntervalMs: 250, reinstateAfter: 3 });
+  const victim = rig().disks[1];
+  const other = rig().disks[0];
+  const wd = new Watchdog({ map: rig().name, timeoutMs: 1000, hedgeReads: true, holdDownMs: 1000, probeIntervalMs: 250, reinstateAfter: 3 });
   const ev = record(wd);
   await wd.start();
   const done: number[] = [];
@@ -138,15 +113,15 @@ test('an nft drop of one portal: the watchdog (auto-detected multipathd actions)
     const failed = ev['path-failed'][0] as Recorded['path-failed'][number];
     assert.equal(failed.payload.path.devno, victim.devno);
     assert.equal(failed.payload.action, 'multipathd', 'auto-detection chose multipathd');
-    assert.equal(await dmPathState(mp, victim.devno), 'failed');
-    assert.equal(await dmPathState(mp, other.devno), 'active');
+    assert.equal(await dmPathState(rig().map, victim.devno), 'failed');
+    assert.equal(await dmPathState(rig().map, other.devno), 'active');
     const before = done.length;
     await waitFor('reads to go on through the other portal', () => done.length >= before + 50, 30_000);
     console.log(`# nft drop of ${victim.portal}: ${victim.name} failed by the watchdog after ${((failed.at - tDrop) / 1000).toFixed(2)} s; ${done.length - before} reads since`);
     // multipathd's checker is paused for the path: it stays failed.
     const holdEnd = performance.now() + 3 * POLL_S * 1000;
     while (performance.now() < holdEnd) {
-      assert.equal(await dmPathState(mp, victim.devno), 'failed');
+      assert.equal(await dmPathState(rig().map, victim.devno), 'failed');
       await new Promise((r) => setTimeout(r, 250));
     }
 
@@ -154,7 +129,7 @@ test('an nft drop of one portal: the watchdog (auto-detected multipathd actions)
     const tHeal = performance.now();
     await waitFor('path-reinstated after the portal heals', () => ev['path-reinstated'].length > 0, 120_000, 100);
     assert.equal(ev['path-reinstated'][0]?.payload.path.devno, victim.devno);
-    assert.equal(await dmPathState(mp, victim.devno), 'active');
+    assert.equal(await dmPathState(rig().map, victim.devno), 'active');
     const seen = (await daemon().client.showPaths()).find((p) => p.dev === victim.name);
     assert.equal(seen?.dmState, 'active');
     console.log(`# portal healed: ${victim.name} reinstated by the watchdog after ${((performance.now() - tHeal) / 1000).toFixed(1)} s`);

@@ -3,10 +3,10 @@
 // multipathd never fails it; the watchdog does, by its absolute timeout or by
 // the slowFactor outlier rule, through multipathd's `fail path`. Real LIO
 // target, open-iscsi, multipathd and netem in the guest (`--topology iscsi`).
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { DeviceMapper, MultipathMap, Watchdog, type WatchdogOptions } from '../../lib/index';
-import { dmPathState, startMultipathd, twoLioDisks, waitFor, waitForMap, type LioDisk, type Multipathd } from './helpers/iscsi';
+import { Watchdog, type WatchdogOptions } from '../../lib/index';
+import { dmPathState, useRoundRobinMap, waitFor } from './helpers/iscsi';
 import { PortalFaults } from './helpers/portal-faults';
 import { ChecksummedBlocks } from '../vm/helpers/checksummed';
 import { record, type Recorded } from '../vm/helpers/events';
@@ -14,31 +14,8 @@ import { record, type Recorded } from '../vm/helpers/events';
 const BLOCK = 4096;
 const POLL_S = 2;
 
-let mpd: Multipathd | undefined;
-let mapName = '';
-let mp: MultipathMap;
-let disks: [LioDisk, LioDisk];
-const dm = new DeviceMapper();
 const faults = new PortalFaults();
-
-before(async () => {
-  disks = twoLioDisks();
-  // Round-robin, one request per path in turn: every second read meets the slow portal.
-  mpd = await startMultipathd({
-    defaults: [`polling_interval ${POLL_S}`, `max_polling_interval ${POLL_S}`],
-    device: ['path_selector "round-robin 0"', 'rr_min_io_rq 1'],
-  });
-  mapName = await waitForMap(mpd, disks);
-  mp = await MultipathMap.open(dm, mapName);
-}, { timeout: 300_000 });
-
-after(async () => {
-  await faults.restore();
-  if (mpd) {
-    for (const d of disks ?? []) await mpd.client.reinstatePath(d.name).catch(() => undefined);
-    await mpd.stop();
-  }
-});
+const rig = useRoundRobinMap(POLL_S, faults);
 
 /** One read or write as the caller saw it. */
 interface Op { submit: number; done: number; ms: number; error: unknown }
@@ -66,12 +43,12 @@ function readLoad(wd: Watchdog, workers = 4): { ops: Op[]; stop: () => Promise<v
 
 /** Both paths active in the dm status and in multipathd (bounded), so each test starts healthy. */
 async function bothActive(): Promise<void> {
-  const d = mpd as Multipathd;
-  for (const p of disks) await d.client.reinstatePath(p.name).catch(() => undefined);
+  const d = rig().mpd;
+  for (const p of rig().disks) await d.client.reinstatePath(p.name).catch(() => undefined);
   await waitFor('both paths active', async () => {
     const paths = await d.client.showPaths().catch(() => []);
-    const dmOk = await Promise.all(disks.map(async (p) => (await dmPathState(mp, p.devno)) === 'active'));
-    return dmOk.every(Boolean) && disks.every((p) => paths.find((x) => x.dev === p.name)?.dmState === 'active');
+    const dmOk = await Promise.all(rig().disks.map(async (p) => (await dmPathState(rig().map, p.devno)) === 'active'));
+    return dmOk.every(Boolean) && rig().disks.every((p) => paths.find((x) => x.dev === p.name)?.dmState === 'active');
   }, 60_000, 200);
 }
 
@@ -81,7 +58,7 @@ async function withWatchdog(
   body: (wd: Watchdog, ev: Recorded, ops: Op[]) => Promise<void>,
 ): Promise<{ ev: Recorded; ops: Op[] }> {
   await bothActive();
-  const wd = new Watchdog({ map: mapName, ...options });
+  const wd = new Watchdog({ map: rig().name, ...options });
   const ev = record(wd);
   await wd.start();
   const load = readLoad(wd);
@@ -104,7 +81,7 @@ const q = (xs: number[], p: number): number => {
 };
 
 test('a 2000 ms delay on one portal: failed at timeout 500 ms, reads go on at healthy latency, reinstated only once probes are fast again', { timeout: 180_000 }, async () => {
-  const victim = disks[1];
+  const victim = rig().disks[1];
   const timeoutMs = 500;
   await withWatchdog({ timeoutMs, hedgeReads: true, holdDownMs: 1000, probeIntervalMs: 250, reinstateAfter: 3 }, async (wd, ev, ops) => {
     // From the moment the last filter is in: the fault is in force from there.
@@ -115,7 +92,7 @@ test('a 2000 ms delay on one portal: failed at timeout 500 ms, reads go on at he
     assert.equal(failed.payload.path.devno, victim.devno);
     assert.equal(failed.payload.action, 'multipathd');
     assert.equal(failed.payload.evidence.reason, 'timeout');
-    assert.equal(await dmPathState(mp, victim.devno), 'failed');
+    assert.equal(await dmPathState(rig().map, victim.devno), 'failed');
     const failMs = failed.at - tDelay;
     console.log(`# delay 2000 ms on ${victim.portal}: ${victim.name} failed ${(failMs / 1000).toFixed(2)} s after the delay began`);
 
@@ -129,8 +106,8 @@ test('a 2000 ms delay on one portal: failed at timeout 500 ms, reads go on at he
 
     // Probes of the still-slow path are slow: no reinstate while the delay lasts.
     assert.equal(ev['path-reinstated'].length, 0, 'not reinstated while slow');
-    assert.equal(await dmPathState(mp, victim.devno), 'failed');
-    const seen = (await (mpd as Multipathd).client.showPaths()).find((p) => p.dev === victim.name);
+    assert.equal(await dmPathState(rig().map, victim.devno), 'failed');
+    const seen = (await rig().mpd.client.showPaths()).find((p) => p.dev === victim.name);
     assert.equal(seen?.dmState, 'failed', 'multipathd keeps it failed (its checker would not: TUR still answers)');
 
     await faults.restore();
@@ -140,14 +117,14 @@ test('a 2000 ms delay on one portal: failed at timeout 500 ms, reads go on at he
     assert.equal(back.payload.path.devno, victim.devno);
     assert.ok(back.at > tRestore, 'reinstated after the network was restored, not before');
     assert.ok(back.payload.evidence.fastProbes >= 3);
-    assert.equal(await dmPathState(mp, victim.devno), 'active');
+    assert.equal(await dmPathState(rig().map, victim.devno), 'active');
     console.log(`# restored: ${victim.name} reinstated ${((back.at - tRestore) / 1000).toFixed(2)} s later, after ${back.payload.evidence.fastProbes} fast probes`);
     void wd;
   });
 });
 
 test('a 100 ms delay: failed by the slowFactor outlier rule when it is on, and by nothing when it is off', { timeout: 180_000 }, async () => {
-  const victim = disks[1];
+  const victim = rig().disks[1];
   // Off: the timeout (1000 ms) is far above the slow path; nothing may fail it.
   const off = await withWatchdog({ timeoutMs: 1000 }, async (_wd, _ev, ops) => {
     const t0 = performance.now();
@@ -185,7 +162,7 @@ test('a 100 ms delay: failed by the slowFactor outlier rule when it is on, and b
 });
 
 test('a delay of half the timeout with slowFactor off fails nothing (no false positive)', { timeout: 120_000 }, async () => {
-  const victim = disks[1];
+  const victim = rig().disks[1];
   const timeoutMs = 500;
   const { ev } = await withWatchdog({ timeoutMs }, async (_wd, _ev, ops) => {
     const t0 = performance.now();
@@ -199,9 +176,9 @@ test('a delay of half the timeout with slowFactor off fails nothing (no false po
 });
 
 test('20 % loss on one portal: no error to the caller and no data lost (checksummed writes and reads)', { timeout: 240_000 }, async () => {
-  const victim = disks[1];
+  const victim = rig().disks[1];
   await bothActive();
-  const wd = new Watchdog({ map: mapName, timeoutMs: 500, hedgeReads: true, holdDownMs: 1000, probeIntervalMs: 250, reinstateAfter: 3 });
+  const wd = new Watchdog({ map: rig().name, timeoutMs: 500, hedgeReads: true, holdDownMs: 1000, probeIntervalMs: 250, reinstateAfter: 3 });
   const ev = record(wd);
   await wd.start();
   const blocks = new ChecksummedBlocks({ blocks: 256, blockSize: BLOCK, baseOffset: 8 * 1024 * 1024 });

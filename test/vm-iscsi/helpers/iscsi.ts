@@ -3,10 +3,12 @@
 // their portals, multipathd started with a config that can build a map over
 // LIO (DESIGN.md, "multipathd in the guest"); the network faults are in
 // portal-faults.ts. Every wait is bounded.
+import { after, before } from 'node:test';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, existsSync, readFileSync, readdirSync, realpathSync, writeFileSync, mkdirSync } from 'node:fs';
 import { MultipathdClient, MultipathdError, type MultipathdPath } from '../../../lib/multipathd';
-import type { MultipathMap, PathState } from '../../../lib/multipath';
+import { DeviceMapper } from '../../../lib/dm';
+import { MultipathMap, type PathState } from '../../../lib/multipath';
 
 /** One iSCSI path: the disk a session gave and the portal it goes through. */
 export interface LioDisk {
@@ -206,5 +208,62 @@ export function sessionTimers(disk: LioDisk): { recoveryTmoS: number; noopInterv
     // iscsi_tcp's connection params: recv_tmo is noop_out_interval, ping_tmo noop_out_timeout.
     noopIntervalS: num(`${conn}/recv_tmo`),
     noopTimeoutS: num(`${conn}/ping_tmo`),
+  };
+}
+
+/** multipathd and the map it built over both iSCSI disks, for one test file. */
+export interface ManagedMap {
+  readonly mpd: Multipathd;
+  readonly name: string;
+  readonly map: MultipathMap;
+  readonly disks: [LioDisk, LioDisk];
+  /** Reinstates both paths in multipathd and stops it. */
+  close(): Promise<void>;
+}
+
+/**
+ * Starts multipathd with `polling_interval pollS` and a round-robin selector
+ * that sends one request per path in turn (so a load surely meets the faulty
+ * portal), and waits for its map (bounded).
+ */
+export async function startRoundRobinMap(dm: DeviceMapper, pollS: number): Promise<ManagedMap> {
+  const disks = twoLioDisks();
+  const t0 = performance.now();
+  const mpd = await startMultipathd({
+    defaults: [`polling_interval ${pollS}`, `max_polling_interval ${pollS}`],
+    device: ['path_selector "round-robin 0"', 'rr_min_io_rq 1'],
+  });
+  try {
+    const name = await waitForMap(mpd, disks);
+    const map = await MultipathMap.open(dm, name);
+    console.log(`# multipathd built ${name} over ${disks.map((d) => `${d.name} (${d.portal})`).join(', ')} in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    const close = async (): Promise<void> => {
+      for (const d of disks) await mpd.client.reinstatePath(d.name).catch(() => undefined);
+      await mpd.stop();
+    };
+    return { mpd, name, map, disks, close };
+  } catch (e) {
+    await mpd.stop();
+    throw e;
+  }
+}
+
+/**
+ * For a test file: a before hook that starts multipathd and its round-robin
+ * map, an after hook that undoes `faults` and stops it all. The returned
+ * function gives the map (it throws before the hook ran).
+ */
+export function useRoundRobinMap(pollS: number, faults: { restore(): Promise<void> }): () => ManagedMap {
+  let rig: ManagedMap | undefined;
+  before(async () => {
+    rig = await startRoundRobinMap(new DeviceMapper(), pollS);
+  }, { timeout: 300_000 });
+  after(async () => {
+    await faults.restore();
+    await rig?.close();
+  });
+  return () => {
+    if (!rig) throw new Error('the multipathd map is not set up (its before hook failed or has not run)');
+    return rig;
   };
 }
