@@ -162,7 +162,8 @@ function ratio(a: number | undefined, c: number | undefined): string {
 }
 
 async function main(): Promise<void> {
-  await faults.restore();
+  await faults.reset();
+  await faults.prepare();
   let disks = twoLioDisks();
   const wanted = new Set(values.only.split(','));
   const results: Result[] = [];

@@ -46,7 +46,7 @@ if (!(SLOW_FACTOR > 1)) throw new Error('--slow-factor must be > 1');
 const DRAIN_MS = 30_000;
 
 type Win = 'healthy' | 'fault' | 'restored';
-const WINDOWS: Win[] = ['healthy', 'fault', 'restored'];
+const WINDOWS: readonly Win[] = ['healthy', 'fault', 'restored'];
 
 interface Read { submit: number; done: number | undefined; error: boolean }
 
@@ -106,7 +106,9 @@ async function runOne(id: 'a' | 'b', disks: [LioDisk, LioDisk], faults: PortalFa
   let partial = false;
   let failedAt: number | undefined;
   let reinstatedAt: number | undefined;
-  const t: Record<Win | 'end', number> = { healthy: 0, fault: 0, restored: 0, end: 0 };
+  // Each window is [start, end); reads submitted while a network change was being made belong to none.
+  const span: Record<Win, [number, number]> = { healthy: [0, 0], fault: [0, 0], restored: [0, 0] };
+  let phase = 'healthy' as Win;
   try {
     const mapName = await waitForMap(mpd, disks, 120_000);
     const mp = await MultipathMap.open(dm, mapName);
@@ -129,21 +131,24 @@ async function runOne(id: 'a' | 'b', disks: [LioDisk, LioDisk], faults: PortalFa
     const sampler = (async () => {
       while (running) {
         const s = await dmPathState(mp, victim.devno).catch(() => undefined);
-        if (s === 'failed' && failedAt === undefined && t.fault > 0) failedAt = now();
-        if (s === 'active' && failedAt !== undefined && reinstatedAt === undefined && t.restored > 0) reinstatedAt = now();
+        if (s === 'failed' && failedAt === undefined && phase !== 'healthy') failedAt = now();
+        if (s === 'active' && failedAt !== undefined && reinstatedAt === undefined && phase === 'restored') reinstatedAt = now();
         await sleep(100);
       }
     })();
-    t.healthy = now();
+    span.healthy[0] = now();
     await sleep(WINDOW_MS);
-    // Each window starts once its network change is in force.
+    span.healthy[1] = now();
+    phase = 'fault';
     await faults.delay(victim.portal, DELAY_MS);
-    t.fault = now();
+    span.fault[0] = now();
     await sleep(WINDOW_MS);
+    span.fault[1] = now();
+    phase = 'restored';
     await faults.restore();
-    t.restored = now();
+    span.restored[0] = now();
     await sleep(WINDOW_MS);
-    t.end = now();
+    span.restored[1] = now();
     running = false;
     await Promise.race([Promise.all(workers), sleep(DRAIN_MS)]);
     await sampler;
@@ -152,18 +157,21 @@ async function runOne(id: 'a' | 'b', disks: [LioDisk, LioDisk], faults: PortalFa
     return {
       id,
       label,
-      windows: WINDOWS.map((w, i) => figures(w, reads, t[w], i + 1 < WINDOWS.length ? t[WINDOWS[i + 1] as Win] : t.end, end)),
-      failedAfterMs: failedAt === undefined ? undefined : failedAt - t.fault,
-      reinstatedAfterMs: reinstatedAt === undefined ? undefined : reinstatedAt - t.restored,
+      windows: WINDOWS.map((w) => figures(w, reads, span[w][0], span[w][1], end)),
+      failedAfterMs: failedAt === undefined ? undefined : failedAt - span.fault[0],
+      reinstatedAfterMs: reinstatedAt === undefined ? undefined : reinstatedAt - span.restored[0],
       partial,
     };
   } finally {
     running = false;
-    await faults.restore();
-    await Promise.race([Promise.all(workers), sleep(DRAIN_MS)]);
-    await reader?.close(DRAIN_MS);
-    for (const d of disks) await mpd.client.reinstatePath(d.name).catch(() => undefined);
-    await mpd.stop();
+    try {
+      await faults.restore();
+    } finally {
+      await Promise.race([Promise.all(workers), sleep(DRAIN_MS)]);
+      await reader?.close(DRAIN_MS).catch((e: unknown) => console.error(`# (${id}) close: ${String(e)}`));
+      for (const d of disks) await mpd.client.reinstatePath(d.name).catch(() => undefined);
+      await mpd.stop();
+    }
   }
 }
 
@@ -172,6 +180,8 @@ const after = (v: number | undefined, what: string, since: string): string => (v
 
 async function main(): Promise<void> {
   const faults = new PortalFaults();
+  await faults.reset();
+  await faults.prepare();
   const disks = twoLioDisks();
   const wanted = new Set(values.only.split(','));
   const results: Result[] = [];

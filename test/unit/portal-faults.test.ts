@@ -34,23 +34,33 @@ test('bad faults are refused with the reason', () => {
   assert.throws(() => checkFault('127.0.0.2', { kind: 'delay', ms: 2000 }, 2000), /noop_out_timeout \(2000 ms\)/);
 });
 
-/** Stand-in tc, nft and modprobe that log each call; tc fails on `filter`. */
-function standIns(): { dir: string; log: string; calls: () => string[] } {
+/** Stand-in tc, nft and modprobe that log each call; each fails (exit 2, `stderr`) when its first argument is the one given. */
+function standIns(failOn: Partial<Record<'tc' | 'nft' | 'modprobe', [string, string]>>): { dir: string; log: string; calls: () => string[] } {
   const dir = mkdtempSync(join(tmpdir(), 'mpw-faults-'));
   const log = join(dir, 'calls.log');
-  for (const [name, failOn] of [['tc', 'filter'], ['nft', ''], ['modprobe', '']] as const) {
+  for (const name of ['tc', 'nft', 'modprobe'] as const) {
     const f = join(dir, name);
-    writeFileSync(f, `#!/bin/sh\necho "${name} $*" >> '${log}'\n${failOn ? `[ "$1" = ${failOn} ] && { echo "RTNETLINK answers: Invalid argument" >&2; exit 2; }\n` : ''}exit 0\n`);
+    const fail = failOn[name];
+    writeFileSync(f, `#!/bin/sh\necho "${name} $*" >> '${log}'\n${fail ? `[ "$1" = ${fail[0]} ] && { echo "${fail[1]}" >&2; exit 2; }\n` : ''}exit 0\n`);
     chmodSync(f, 0o755);
   }
-  return { dir, log, calls: () => (existsSync(log) ? readFileSync(log, 'utf8').trim().split('\n') : []) };
+  return { dir, log, calls: () => (existsSync(log) ? readFileSync(log, 'utf8').trim().split('\n').filter(Boolean) : []) };
 }
 
-test('a set-up that fails half way removes what it added, and names the command that failed', async () => {
-  const s = standIns();
+async function withStandIns(failOn: Parameters<typeof standIns>[0], body: (s: ReturnType<typeof standIns>) => Promise<void>): Promise<void> {
+  const s = standIns(failOn);
   const path = process.env.PATH;
   process.env.PATH = `${s.dir}:${path ?? ''}`;
   try {
+    await body(s);
+  } finally {
+    process.env.PATH = path;
+    rmSync(s.dir, { recursive: true, force: true });
+  }
+}
+
+test('a set-up that fails half way removes what it added, and names the command that failed', async () => {
+  await withStandIns({ tc: ['filter', 'RTNETLINK answers: Invalid argument'] }, async (s) => {
     const faults = new PortalFaults();
     await assert.rejects(faults.delay('127.0.0.2', 100), (e: unknown) =>
       e instanceof PortalFaultError && /tc filter add dev lo/.test(e.message) && /Invalid argument/.test(e.message));
@@ -69,8 +79,30 @@ test('a set-up that fails half way removes what it added, and names the command 
     const after = s.calls();
     assert.deepEqual(after.filter((c) => c.startsWith('nft delete')), ['nft delete table inet mpw_fault'], 'restore deletes once, and only what was added');
     assert.ok(!after.some((c) => c.startsWith('tc')), after.join('\n'));
-  } finally {
-    process.env.PATH = path;
-    rmSync(s.dir, { recursive: true, force: true });
-  }
+  });
+});
+
+test('restore of a delay lets the held packets out before it deletes the qdisc', async () => {
+  await withStandIns({}, async (s) => {
+    const faults = new PortalFaults();
+    await faults.delay('127.0.0.2', 100);
+    writeFileSync(s.log, '');
+    await faults.restore();
+    assert.deepEqual(s.calls(), ['tc qdisc change dev lo parent 1:4 handle 40: netem limit 100000 delay 0ms', 'tc qdisc del dev lo root']);
+  });
+});
+
+test('a drop nft refused leaves nothing to undo; reset ignores what is not there and reports the rest', async () => {
+  await withStandIns({ nft: ['-f', 'Error: Could not process rule'] }, async (s) => {
+    const faults = new PortalFaults();
+    await assert.rejects(faults.drop('127.0.0.2'), /Could not process rule/);
+    await faults.restore();
+    assert.ok(!s.calls().some((c) => c.startsWith('nft delete')), 'nothing was added, nothing is deleted');
+  });
+  await withStandIns({ nft: ['delete', 'Error: No such file or directory'], tc: ['qdisc', 'Error: Cannot delete qdisc with handle of zero.'] }, async () => {
+    await new PortalFaults().reset();
+  });
+  await withStandIns({ tc: ['qdisc', 'Error: Operation not permitted'] }, async () => {
+    await assert.rejects(new PortalFaults().reset(), /Operation not permitted/);
+  });
 });

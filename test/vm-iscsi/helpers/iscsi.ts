@@ -38,6 +38,17 @@ export async function waitFor(what: string, cond: () => boolean | Promise<boolea
   }
 }
 
+/** `p`, or a rejection naming `what` after `ms` (the timer is cleared either way). */
+export async function within<T>(what: string, p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const bound = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms); });
+  try {
+    return await Promise.race([p, bound]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** The LIO-ORG disks, sorted by portal; each named by its session's portal address. */
 export function lioDisks(): LioDisk[] {
   const out: LioDisk[] = [];
@@ -253,14 +264,18 @@ export async function startRoundRobinMap(dm: DeviceMapper, pollS: number): Promi
  * map, an after hook that undoes `faults` and stops it all. The returned
  * function gives the map (it throws before the hook ran).
  */
-export function useRoundRobinMap(pollS: number, faults: { restore(): Promise<void> }): () => ManagedMap {
+export function useRoundRobinMap(pollS: number, faults: { prepare(): Promise<void>; restore(): Promise<void> }): () => ManagedMap {
   let rig: ManagedMap | undefined;
   before(async () => {
     rig = await startRoundRobinMap(new DeviceMapper(), pollS);
+    await faults.prepare();
   }, { timeout: 300_000 });
   after(async () => {
-    await faults.restore();
-    await rig?.close();
+    try {
+      await faults.restore();
+    } finally {
+      await rig?.close();
+    }
   });
   return () => {
     if (!rig) throw new Error('the multipathd map is not set up (its before hook failed or has not run)');

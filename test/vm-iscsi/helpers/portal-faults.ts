@@ -76,6 +76,7 @@ export class PortalFaults {
   readonly #noopMs: number;
   #nft = false;
   #tc = false;
+  readonly #loaded = new Set<string>();
   #active: { portal: string; fault: PortalFault } | null = null;
 
   constructor(options: PortalFaultsOptions = {}) {
@@ -86,6 +87,19 @@ export class PortalFaults {
   /** The fault in force, or null. */
   get active(): { portal: string; fault: PortalFault } | null {
     return this.#active;
+  }
+
+  /** Loads the kernel modules every fault needs, so that a fault timed from its apply() starts at once (modprobe is slow under TCG). */
+  prepare(): Promise<void> {
+    return this.#modules(['nf_tables', 'sch_prio', 'sch_netem', 'cls_u32']);
+  }
+
+  async #modules(names: readonly string[]): Promise<void> {
+    for (const m of names) {
+      if (this.#loaded.has(m)) continue;
+      await sh('modprobe', [m]);
+      this.#loaded.add(m);
+    }
   }
 
   /** Drops every packet to and from the portal. */
@@ -117,13 +131,24 @@ export class PortalFaults {
     this.#active = { portal, fault };
   }
 
-  /** Removes every rule this helper added; safe to call at any time, and more than once. */
+  /**
+   * Removes every rule this helper added; safe to call at any time, and more
+   * than once. A delay is first set to zero and the packets it holds are let
+   * out (bounded by the delay), because deleting netem drops them and TCP would
+   * then stall on retransmits after the fault is gone.
+   */
   async restore(): Promise<void> {
     const errors: unknown[] = [];
     if (this.#nft) {
       await sh('nft', ['delete', 'table', 'inet', NFT_TABLE]).then(() => { this.#nft = false; }, (e: unknown) => errors.push(e));
     }
     if (this.#tc) {
+      const held = this.#active?.fault.kind === 'delay' ? this.#active.fault : null;
+      if (held) {
+        const drained = await sh('tc', ['qdisc', 'change', 'dev', DEV, 'parent', '1:4', 'handle', '40:', 'netem', 'limit', NETEM_LIMIT, 'delay', '0ms'])
+          .then(() => true, () => false);
+        if (drained) await new Promise((r) => setTimeout(r, (held.ms + (held.jitterMs ?? 0)) / 2 + 50));
+      }
       // Deleting the root qdisc takes its bands, netem child and filters with it.
       await sh('tc', ['qdisc', 'del', 'dev', DEV, 'root']).then(() => { this.#tc = false; }, (e: unknown) => errors.push(e));
     }
@@ -131,8 +156,21 @@ export class PortalFaults {
     this.#active = null;
   }
 
+  /** Removes this helper's table and `lo`'s root qdisc whoever added them (a run that died left them), ignoring what is not there. */
+  async reset(): Promise<void> {
+    await sh('nft', ['delete', 'table', 'inet', NFT_TABLE]).catch((e: unknown) => {
+      if (!/No such file or directory|does not exist/.test(String((e as PortalFaultError).stderr))) throw e;
+    });
+    await sh('tc', ['qdisc', 'del', 'dev', DEV, 'root']).catch((e: unknown) => {
+      // lo's default root is noqueue: nothing to delete.
+      if (!/handle of zero|No such file or directory|Invalid handle/.test(String((e as PortalFaultError).stderr))) throw e;
+    });
+    this.#nft = this.#tc = false;
+    this.#active = null;
+  }
+
   async #addDrop(portal: string): Promise<void> {
-    await sh('modprobe', ['nf_tables']);
+    await this.#modules(['nf_tables']);
     // The output hook sees both directions on loopback.
     const rules = [
       `table inet ${NFT_TABLE} {`,
@@ -144,12 +182,13 @@ export class PortalFaults {
       '}',
       '',
     ].join('\n');
-    this.#nft = true;
+    // nft -f is all or nothing: on failure there is no table to remove.
     await sh('nft', ['-f', '-'], rules);
+    this.#nft = true;
   }
 
   async #addNetem(portal: string, fault: Exclude<PortalFault, { kind: 'drop' }>): Promise<void> {
-    for (const m of ['sch_prio', 'sch_netem', 'cls_u32']) await sh('modprobe', [m]);
+    await this.#modules(['sch_prio', 'sch_netem', 'cls_u32']);
     await sh('tc', ['qdisc', 'add', 'dev', DEV, 'root', 'handle', '1:', 'prio', 'bands', '4', 'priomap', ...PRIOMAP]);
     this.#tc = true;
     await sh('tc', ['qdisc', 'add', 'dev', DEV, 'parent', '1:4', 'handle', '40:', 'netem', 'limit', NETEM_LIMIT, ...netemArgs(fault)]);
