@@ -106,7 +106,9 @@ async function runOne(id: 'a' | 'b', disks: [LioDisk, LioDisk], faults: PortalFa
   let partial = false;
   let failedAt: number | undefined;
   let reinstatedAt: number | undefined;
-  // Each window is [start, end); reads submitted while a network change was being made belong to none.
+  // Each window is [start, end). The fault window runs from the first network
+  // change to the end of the restore (the delay holds packets until then);
+  // the fail time counts from when the delay is wholly in force.
   const span: Record<Win, [number, number]> = { healthy: [0, 0], fault: [0, 0], restored: [0, 0] };
   let phase = 'healthy' as Win;
   try {
@@ -138,15 +140,15 @@ async function runOne(id: 'a' | 'b', disks: [LioDisk, LioDisk], faults: PortalFa
     })();
     span.healthy[0] = now();
     await sleep(WINDOW_MS);
-    span.healthy[1] = now();
+    span.healthy[1] = span.fault[0] = now();
     phase = 'fault';
     await faults.delay(victim.portal, DELAY_MS);
-    span.fault[0] = now();
+    const inForce = now();
     await sleep(WINDOW_MS);
-    span.fault[1] = now();
     phase = 'restored';
+    const restoreAt = now();
     await faults.restore();
-    span.restored[0] = now();
+    span.fault[1] = span.restored[0] = now();
     await sleep(WINDOW_MS);
     span.restored[1] = now();
     running = false;
@@ -158,8 +160,8 @@ async function runOne(id: 'a' | 'b', disks: [LioDisk, LioDisk], faults: PortalFa
       id,
       label,
       windows: WINDOWS.map((w) => figures(w, reads, span[w][0], span[w][1], end)),
-      failedAfterMs: failedAt === undefined ? undefined : failedAt - span.fault[0],
-      reinstatedAfterMs: reinstatedAt === undefined ? undefined : reinstatedAt - span.restored[0],
+      failedAfterMs: failedAt === undefined ? undefined : failedAt - inForce,
+      reinstatedAfterMs: reinstatedAt === undefined ? undefined : reinstatedAt - restoreAt,
       partial,
     };
   } finally {

@@ -114,6 +114,8 @@ async function main(argv: string[]): Promise<number> {
   // The guest console is a tty: without this, reporters colour their output.
   const env: Record<string, string> = process.env.FORCE_COLOR ? {} : { NO_COLOR: '1' };
   for (const [k, v] of Object.entries(process.env)) if (PASSED_ENV.test(k) && v !== undefined) env[k] = v;
+  // The guest console is a tty whatever the host's stdout is; a live view asks this instead.
+  env['MPW_HOST_TTY'] ??= process.stdout.isTTY ? '1' : '0';
   for (const kv of values.env ?? []) {
     const eq = kv.indexOf('=');
     if (eq <= 0) throw new VmError(`--env wants NAME=VALUE, got '${kv}'`, 2);

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { Watchdog, type WatchdogOptions } from '../../lib/index';
 import { dmPathState, useRoundRobinMap, waitFor, within } from './helpers/iscsi';
 import { PortalFaults } from './helpers/portal-faults';
-import { ChecksummedBlocks } from '../vm/helpers/checksummed';
+import { ChecksummedBlocks } from '../../lib/cli/verified-blocks';
 import { record, type Recorded } from '../vm/helpers/events';
 
 const BLOCK = 4096;

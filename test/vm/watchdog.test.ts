@@ -8,7 +8,7 @@ import { createRig, waitFor, type Rig, type RigPath } from './helpers/rig';
 import { dmsetup, forceCleanup } from './helpers/dm';
 import { scsiDebugDisks, sectors } from './helpers/scsi';
 import { record, type Recorded } from './helpers/events';
-import { ChecksummedBlocks } from './helpers/checksummed';
+import { ChecksummedBlocks } from '../../lib/cli/verified-blocks';
 
 const BLOCK = 4096;
 
