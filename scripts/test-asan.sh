@@ -13,7 +13,8 @@ restore() { npx node-gyp rebuild >/dev/null 2>&1 || { echo "test:asan: could not
 trap restore EXIT
 
 npx node-gyp rebuild --asan=1 >/dev/null
-if ! nm -D build/Release/mpath_watchdog.node | grep -q __asan_init; then
+# grep reads all of nm's output (no -q): under pipefail an early exit would SIGPIPE nm.
+if ! nm -D build/Release/mpath_watchdog.node | grep __asan_init >/dev/null; then
   echo "test:asan: the addon was not built with -fsanitize=address" >&2
   exit 1
 fi
