@@ -78,12 +78,18 @@ test(`memory stays flat over ${MEMORY_COUNT} I/Os (RSS and external sampled), bo
           samples.push(process.memoryUsage().rss);
         }
         const after = process.memoryUsage();
-        // RSS is compared from the first sample on: it may step once early
-        // (allocator arenas, V8 sizing), while a leak grows with every round.
-        const rssGrowth = samples[samples.length - 1]! - samples[0]!;
+        // RSS dips by ~15 MB in some rounds as the allocator and V8's young
+        // generation resize (measured: mostly 95 to 97 MB, dips to 79 MB), so
+        // the last sample against the first is noise. A leak raises the peak:
+        // the highest sample of the second half against the first half's. For
+        // a steady leak the two peaks are half the run apart, so 20 bytes per
+        // I/O (10 MB over half of a million) fails the 8 MB bound.
+        const half = Math.floor(samples.length / 2);
+        const peak = (xs: number[]): number => Math.max(...xs);
+        const rssGrowth = peak(samples.slice(half)) - peak(samples.slice(0, half));
         const externalGrowth = after.external - before.external;
-        // A leak of 16 bytes per I/O would show as 16 MB over a million.
-        assert.ok(rssGrowth < 16 * MiB, `${engine}: RSS grew ${rssGrowth} bytes over ${samples.length - 1} rounds (before ${before.rss}): ${samples.join(',')}`);
+        const bound = (8 * MiB * MEMORY_COUNT) / 1_000_000;
+        assert.ok(rssGrowth < bound, `${engine}: the RSS peak rose ${rssGrowth} bytes over ${samples.length} rounds (before ${before.rss}): ${samples.join(',')}`);
         assert.ok(externalGrowth < MiB, `${engine}: external grew ${externalGrowth} bytes`);
       } finally {
         await dev.close();
