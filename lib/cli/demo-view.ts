@@ -2,7 +2,7 @@
 // times a second (paths and their state, I/O in flight, a latency sparkline per
 // path, the recent decisions) under the scrolling narrative; elsewhere, the
 // narrative alone, as plain lines.
-import { readBlockStat, type BlockStat } from '../watchdog/sysfs-counters';
+import { readBlockStat, serviceTimeMs, type BlockStat } from '../watchdog/sysfs-counters';
 
 /** Where the view writes. */
 export interface ViewOut {
@@ -24,7 +24,7 @@ export function sparkline(samples: readonly (number | null)[]): string {
   }).join('');
 }
 
-/** Per-tick mean service time of a block device from its sysfs stat (ms per completion, block/genhd.c), null when nothing completed. */
+/** Per-tick mean service time of a block device from its sysfs stat, null when nothing completed. */
 export class TickLatency {
   readonly #name: string;
   readonly #samples: (number | null)[] = [];
@@ -39,12 +39,7 @@ export class TickLatency {
   /** Reads the counters and appends this tick's sample (a vanished device gives null). */
   async tick(): Promise<void> {
     const now = await readBlockStat(this.#name).catch(() => null);
-    let sample: number | null = null;
-    if (now && this.#last) {
-      const ios = now.read.ios + now.write.ios - this.#last.read.ios - this.#last.write.ios;
-      const ticks = now.read.ticks + now.write.ticks - this.#last.read.ticks - this.#last.write.ticks;
-      if (ios > 0) sample = Math.max(ticks, 0) / ios;
-    }
+    const sample = now && this.#last ? serviceTimeMs(this.#last, now) : null;
     this.#last = now;
     this.#samples.push(sample);
     if (this.#samples.length > this.#width) this.#samples.shift();

@@ -169,6 +169,17 @@ export function completedIos(stat: BlockStat): number {
   return stat.read.ios + stat.write.ios + (stat.discard?.ios ?? 0) + (stat.flush?.ios ?? 0);
 }
 
+/**
+ * Mean service time per read or write completed between two stats, ms (ticks
+ * are ms spent on completed I/O, Documentation/block/stat.rst); null when
+ * none completed or the counters went backwards (device replaced).
+ */
+export function serviceTimeMs(before: BlockStat, after: BlockStat): number | null {
+  const ios = after.read.ios + after.write.ios - (before.read.ios + before.write.ios);
+  const ticks = after.read.ticks + after.write.ticks - (before.read.ticks + before.write.ticks);
+  return ios > 0 && ticks >= 0 ? ticks / ios : null;
+}
+
 /** Reads and writes in flight together. */
 export function inflightTotal(c: InflightCounts): number {
   return c.reads + c.writes;

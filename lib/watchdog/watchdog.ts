@@ -14,6 +14,7 @@ import { chooseActions, type ActionsPreference } from '../multipathd/actions';
 import { Attributor, type Attribution } from './attribution';
 import { SystemClock, type Clock, type TimerHandle } from './clock';
 import { CounterSampler, type PathRef, type SampleRound } from './counter-sampler';
+import { serviceTimeMs } from './sysfs-counters';
 import type { EventPath, LateEvidence, WatchdogEvents } from './events';
 import { LatencyBook } from './latency';
 import { PassiveMonitor } from './passive';
@@ -553,10 +554,8 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
       if (!this.#paths.has(devno)) continue;
       const ring = this.#sampler?.before(devno, snap.atMs - 1);
       if (!ring) continue;
-      // Service time per completion since the previous sample (block/genhd.c: ticks are ms spent on completed I/O).
-      const ios = snap.stat.read.ios + snap.stat.write.ios - (ring.stat.read.ios + ring.stat.write.ios);
-      const ticks = snap.stat.read.ticks + snap.stat.write.ticks - (ring.stat.read.ticks + ring.stat.write.ticks);
-      if (ios > 0 && ticks >= 0) this.#book.path(devno).record(now, ticks / ios);
+      const ms = serviceTimeMs(ring.stat, snap.stat);
+      if (ms !== null) this.#book.path(devno).record(now, ms);
     }
     // The map device vanished from sysfs: it was removed.
     if (this.#mapRef && round.errors.some((e) => e.device.devno === this.#mapRef?.devno)) this.#task(this.#refreshStatus());

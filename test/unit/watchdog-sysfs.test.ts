@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { FakeSysfs } from './helpers/fake-sysfs';
 import { SyscallError } from '../../lib/errors';
 import { parseInflight, parseBlockStat, readInflight, readBlockStat, readCounters, completedIos, SysfsFormatError } from '../../lib/watchdog';
+import { serviceTimeMs } from '../../lib/watchdog/sysfs-counters';
 
 let fs: FakeSysfs;
 
@@ -100,4 +101,12 @@ test('a name that is not a kernel block device name is refused before any read',
   for (const name of ['', '..', 'a/b', 'sd a']) {
     await assert.rejects(readInflight(name, { sysfsRoot: fs.root }), TypeError);
   }
+});
+
+test('serviceTimeMs: ms per read or write completed between two stats; null with none, or counters gone backwards', () => {
+  const stat = (ios: number, ticks: number): ReturnType<typeof parseBlockStat> =>
+    parseBlockStat(`${ios} 0 0 ${ticks} ${ios} 0 0 ${ticks} 0 0 0`);
+  assert.equal(serviceTimeMs(stat(10, 40), stat(15, 70)), (30 + 30) / 10);
+  assert.equal(serviceTimeMs(stat(10, 40), stat(10, 40)), null);
+  assert.equal(serviceTimeMs(stat(10, 40), stat(12, 20)), null);
 });

@@ -6,7 +6,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Watchdog, type WatchdogOptions } from '../../lib/index';
-import { dmPathState, useRoundRobinMap, waitFor, within } from './helpers/iscsi';
+import { dmPathState, useRoundRobinMap, waitFor } from './helpers/iscsi';
+import { within } from '../helpers/within';
 import { PortalFaults } from './helpers/portal-faults';
 import { ChecksummedBlocks } from '../../lib/cli/verified-blocks';
 import { record, type Recorded } from '../vm/helpers/events';

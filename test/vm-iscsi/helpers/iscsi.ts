@@ -38,17 +38,6 @@ export async function waitFor(what: string, cond: () => boolean | Promise<boolea
   }
 }
 
-/** `p`, or a rejection naming `what` after `ms` (the timer is cleared either way). */
-export async function within<T>(what: string, p: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const bound = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms); });
-  try {
-    return await Promise.race([p, bound]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 /** The LIO-ORG disks, sorted by portal; each named by its session's portal address. */
 export function lioDisks(): LioDisk[] {
   const out: LioDisk[] = [];

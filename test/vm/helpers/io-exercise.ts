@@ -11,6 +11,7 @@ import { DeviceMapper } from '../../../lib/dm';
 import { DirectDevice, IoArgumentError, IoError, type NativeEngineKind } from '../../../lib/io';
 import { SyscallError } from '../../../lib/errors';
 import { scsiDebugDisks } from './scsi';
+import { within } from '../../helpers/within';
 
 const BLOCK = 4096;
 // Well past the regions the other VM tests write (their maps start at 0).
@@ -68,14 +69,8 @@ async function engine(kind: NativeEngineKind, dm: DeviceMapper, disk: string): P
     await new Promise((r) => setTimeout(r, 200));
     await assert.rejects(held.close({ signal: AbortSignal.timeout(300) }));
     await dm.resume(heldName);
-    // The aborted close unref'd the engine: a timer keeps the process alive until the reads settle (bounded).
-    let timer: NodeJS.Timeout | undefined;
-    const bound = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`${kind}: held reads did not settle 60 s after resume`)), 60_000); });
-    try {
-      await Promise.race([Promise.all(reads), bound]);
-    } finally {
-      clearTimeout(timer);
-    }
+    // The aborted close unref'd the engine: within()'s timer keeps the process alive until the reads settle.
+    await within(`${kind}: the held reads to settle after resume`, Promise.all(reads), 60_000);
     await held.close();
   } finally {
     await dm.resume(heldName).catch(() => undefined);

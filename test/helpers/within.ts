@@ -1,0 +1,12 @@
+// A bound on any wait in the tests: the promise, or a rejection that names what was awaited.
+
+/** `p`, or a rejection naming `what` after `ms` (the timer is cleared either way). */
+export async function within<T>(what: string, p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const bound = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms); });
+  try {
+    return await Promise.race([p, bound]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
