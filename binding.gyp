@@ -33,7 +33,9 @@
       "conditions": [
         # I/O engine: liburing
         ["have_liburing==1", {
-          "defines": ["MPW_HAVE_LIBURING"],
+          # The version pkg-config reports, for diagnostics and tests
+          # (liburing.h has no version macro before 2.4).
+          "defines": ["MPW_HAVE_LIBURING", "MPW_LIBURING_VERSION=\"<!(pkg-config --modversion liburing)\""],
           "cflags_cc": ["<!@(pkg-config --cflags liburing)"],
           "libraries": ["<!@(pkg-config --libs liburing)"]
         }],

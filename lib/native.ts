@@ -45,6 +45,8 @@ export interface NativeIoEngine {
   readonly size: number;
   /** True for a block device, false for a regular file. */
   readonly isBlockDevice: boolean;
+  /** The IORING_SETUP_* flags the ring was created with; 0 on the thread backend. */
+  readonly ringFlags: number;
   /** Queues one I/O (op 0 read, 1 write, 2 flush) in a free slot; 1 means the buffer address is unaligned and nothing was queued. */
   prep(op: 0 | 1 | 2, slot: number, buf: Uint8Array | null, offset: number): 0 | 1;
   /** Submits everything queued since the last call; returns how many. */
@@ -74,4 +76,6 @@ export interface NativeAddon {
   allocAligned(bytes: number, align: number): Buffer;
   /** Whether the addon was built with liburing. */
   ioUringCompiledIn: boolean;
+  /** The liburing version the addon was built against (pkg-config's), when ioUringCompiledIn. */
+  liburingVersion?: string;
 }

@@ -146,6 +146,16 @@ export class DirectDevice {
     return native.ioUringCompiledIn;
   }
 
+  /** The liburing version this build links (pkg-config's at build time), or undefined without io_uring. */
+  static get liburingVersion(): string | undefined {
+    return native.liburingVersion;
+  }
+
+  /** The IORING_SETUP_* flags of this device's ring (diagnostics; 0 on the thread engine). */
+  get ringFlags(): number {
+    return this.#native.ringFlags;
+  }
+
   /** I/Os submitted to the kernel and not yet completed. */
   get inFlight(): number {
     return this.#inFlight;

@@ -55,6 +55,8 @@ class Backend {
   // flight. join=true waits for them (call only when nothing is in flight);
   // join=false detaches them: the last one out frees the backend and its fd.
   virtual void Stop(bool join) = 0;
+  // The io_uring setup flags the ring was created with (0 for threads).
+  virtual unsigned SetupFlags() const { return 0; }
 };
 
 // Owns fd from here on. Returns nullptr with *err (positive errno) and

@@ -205,6 +205,7 @@ class IoEngine final : public Napi::ObjectWrap<IoEngine> {
                            InstanceAccessor<&IoEngine::MemAlign>("memoryAlignment"),
                            InstanceAccessor<&IoEngine::Size>("size"),
                            InstanceAccessor<&IoEngine::IsBlock>("isBlockDevice"),
+                           InstanceAccessor<&IoEngine::RingFlags>("ringFlags"),
                        });
   }
 
@@ -254,6 +255,7 @@ class IoEngine final : public Napi::ObjectWrap<IoEngine> {
     } else {
       backend_ = MakeThreadBackend(fd, depth_, core_);
     }
+    ring_flags_ = backend_->SetupFlags();
 
     core_->info = static_cast<int32_t*>(ta_info.ArrayBuffer().Data()) + ta_info.ByteOffset() / 4;
     core_->stamps = reinterpret_cast<int64_t*>(static_cast<uint8_t*>(ta_stamps.ArrayBuffer().Data()) +
@@ -361,6 +363,7 @@ class IoEngine final : public Napi::ObjectWrap<IoEngine> {
     return Napi::Number::New(info.Env(), static_cast<double>(geo_.size));
   }
   Napi::Value IsBlock(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), geo_.is_block); }
+  Napi::Value RingFlags(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), ring_flags_); }
 
   std::shared_ptr<Core> core_;
   std::shared_ptr<Backend> backend_;
@@ -368,6 +371,7 @@ class IoEngine final : public Napi::ObjectWrap<IoEngine> {
   Geometry geo_;
   std::string kind_;
   unsigned depth_ = 0;
+  unsigned ring_flags_ = 0;
   bool closed_ = false;
 };
 
@@ -404,6 +408,7 @@ void InitIoEngine(Napi::Env env, Napi::Object exports) {
   exports.Set("allocAligned", Napi::Function::New(env, mpw::io::AllocAligned, "allocAligned"));
 #ifdef MPW_HAVE_LIBURING
   exports.Set("ioUringCompiledIn", Napi::Boolean::New(env, true));
+  exports.Set("liburingVersion", Napi::String::New(env, MPW_LIBURING_VERSION));
 #else
   exports.Set("ioUringCompiledIn", Napi::Boolean::New(env, false));
 #endif

@@ -9,6 +9,12 @@
 // Stamps: submit just before the io_uring_enter that hands the SQE to the
 // kernel, done when the CQE is reaped on the ring thread: JS event-loop lag
 // inflates neither.
+// Only liburing's public calls touch the ring: its struct fields (sq.array,
+// sq.khead, ...) are private and change between versions. liburing 2.6+ sets
+// IORING_SETUP_NO_SQARRAY on kernels that have it (6.6+, io_uring/io_uring.c
+// io_allocate_scq_urings), and then sq.array is NULL. What the engine prepped
+// and the kernel has not yet consumed is kept in its own record (Sq below),
+// measured against io_uring_sq_ready().
 #ifdef MPW_HAVE_LIBURING
 
 #include <errno.h>
@@ -29,6 +35,9 @@ namespace {
 
 // user_data of the eventfd read that wakes the ring thread.
 constexpr uint64_t kWakeTag = ~0ULL;
+// user_data of an I/O SQE that io_uring_enter refused and the engine turned
+// into a NOP (FailPending): its CQE, if it ever comes, belongs to no slot.
+constexpr uint64_t kVoidTag = ~0ULL - 1;
 constexpr unsigned kReapBatch = 256;
 // Transient io_uring_enter errors are retried; after this many in a row the
 // queued I/Os are failed with the errno.
@@ -41,6 +50,52 @@ unsigned RingEntries(unsigned depth) {
 }
 
 bool Transient(int err) { return err == EINTR || err == EAGAIN || err == EBUSY || err == ETIME; }
+
+// The SQEs prepped and not yet consumed by the kernel, oldest first. The
+// kernel consumes the SQ in order, so after each io_uring_enter the last
+// io_uring_sq_ready() entries are the ones still unconsumed. An SQE stays
+// ours to rewrite until consumed: liburing hands out its slot again only
+// after the kernel's head has passed it.
+class Sq {
+ public:
+  void Reserve(unsigned entries) { items_.assign(entries, Item{}); }
+  void Push(io_uring_sqe* sqe, uint64_t tag) {
+    items_[(head_ + size_) % items_.size()] = {sqe, tag};
+    size_++;
+    if (tag < kVoidTag) io_++;
+  }
+  // Drops what the kernel consumed: all but the newest `unconsumed`.
+  void Consumed(unsigned unconsumed) {
+    while (size_ > unconsumed) {
+      if (items_[head_].tag < kVoidTag) io_--;
+      head_ = (head_ + 1) % items_.size();
+      size_--;
+    }
+  }
+  // Whether an I/O (not the wake-up read, not a voided SQE) awaits the kernel.
+  bool IoPending() const { return io_ > 0; }
+  // Calls f(sqe, tag) for each unconsumed I/O SQE, then marks it void.
+  template <typename F>
+  void VoidIo(F f) {
+    for (unsigned i = 0; i < size_; i++) {
+      Item& it = items_[(head_ + i) % items_.size()];
+      if (it.tag >= kVoidTag) continue;
+      f(it.sqe, it.tag);
+      it.tag = kVoidTag;
+      io_--;
+    }
+  }
+
+ private:
+  struct Item {
+    io_uring_sqe* sqe;
+    uint64_t tag;
+  };
+  std::vector<Item> items_;
+  unsigned head_ = 0;
+  unsigned size_ = 0;
+  unsigned io_ = 0;
+};
 
 class UringBackend final : public Backend, public std::enable_shared_from_this<UringBackend> {
  public:
@@ -83,6 +138,8 @@ class UringBackend final : public Backend, public std::enable_shared_from_this<U
     return 0;
   }
 
+  unsigned SetupFlags() const override { return setup_flags_.load(std::memory_order_acquire); }
+
   void Stop(bool join) override {
     stopping_.store(true, std::memory_order_seq_cst);
     Wake();
@@ -123,12 +180,20 @@ class UringBackend final : public Backend, public std::enable_shared_from_this<U
         0,
     };
     int r = -EINVAL;
+    io_uring_params p{};
     for (unsigned f : flags) {
-      r = io_uring_queue_init(entries, &ring_, f);
+      p = io_uring_params{};
+      p.flags = f;
+      r = io_uring_queue_init_params(entries, &ring_, &p);
       if (r != -EINVAL) break;
     }
-    if (r == 0) ring_ok_ = true;
-    return r;
+    if (r != 0) return r;
+    ring_ok_ = true;
+    // p.flags now holds what the ring was set up with, NO_SQARRAY included
+    // when liburing added it; sq_entries is the SQ's real size.
+    setup_flags_.store(p.flags, std::memory_order_release);
+    sq_.Reserve(p.sq_entries);
+    return 0;
   }
 
   void Run(std::promise<int>* ready) {
@@ -153,6 +218,7 @@ class UringBackend final : public Backend, public std::enable_shared_from_this<U
         default: io_uring_prep_fsync(sqe, fd_, 0); break;
       }
       io_uring_sqe_set_data64(sqe, r.slot);
+      sq_.Push(sqe, r.slot);
       fresh_.push_back(r.slot);
       head_++;
       n++;
@@ -165,39 +231,27 @@ class UringBackend final : public Backend, public std::enable_shared_from_this<U
     if (sqe == nullptr) return;
     io_uring_prep_read(sqe, efd_, &wake_buf_, sizeof wake_buf_, 0);
     io_uring_sqe_set_data64(sqe, kWakeTag);
+    sq_.Push(sqe, kWakeTag);
     wake_armed_ = true;
   }
 
-  // io_uring_enter failed for good: takes the SQEs the kernel did not consume
-  // back out of the SQ (so they can never run after their slots are reused)
-  // and completes their I/Os with -err and the submit-failed flag.
+  // io_uring_enter failed for good: the I/O SQEs the kernel did not consume
+  // become NOPs (so they can never run after their slots are reused) and
+  // their I/Os complete with -err and the submit-failed flag. The wake-up
+  // read stays queued: it is harmless and the next enter hands it over.
   void FailPending(int err, int64_t now) {
-    const unsigned head = *ring_.sq.khead;
-    const unsigned tail = ring_.sq.sqe_tail;
     failed_.clear();
-    for (unsigned i = head; i != tail; i++) {
-      const io_uring_sqe& sqe = ring_.sq.sqes[ring_.sq.array[i & ring_.sq.ring_mask]];
-      const uint64_t tag = sqe.user_data;
-      if (tag == kWakeTag) {
-        wake_armed_ = false;
-        continue;
-      }
+    sq_.VoidIo([&](io_uring_sqe* sqe, uint64_t tag) {
+      io_uring_prep_nop(sqe);
+      io_uring_sqe_set_data64(sqe, kVoidTag);
       const auto slot = static_cast<uint32_t>(tag);
       failed_.push_back({slot, -err, submit_ns_[slot], now, kSubmitFailed});
-    }
-    ring_.sq.sqe_head = ring_.sq.sqe_tail = head;
-    io_uring_smp_store_release(ring_.sq.ktail, head);
+    });
     inflight_ -= static_cast<unsigned>(failed_.size());
     if (!failed_.empty()) sink_->Deliver(failed_.data(), failed_.size());
   }
 
-  // Whether the SQ holds I/O (not just the wake-up read) for the kernel.
-  bool IoPending() const {
-    for (unsigned i = *ring_.sq.khead; i != ring_.sq.sqe_tail; i++) {
-      if (ring_.sq.sqes[ring_.sq.array[i & ring_.sq.ring_mask]].user_data != kWakeTag) return true;
-    }
-    return false;
-  }
+  bool IoPending() const { return sq_.IoPending(); }
 
   // Stamps what Take() prepped, hands the SQ to the kernel and runs
   // completion work; waits for one CQE if `wait`. Returns false when the ring
@@ -213,6 +267,7 @@ class UringBackend final : public Backend, public std::enable_shared_from_this<U
       r = -fault_errno_;
     } else {
       r = wait ? io_uring_submit_and_wait(&ring_, 1) : io_uring_submit_and_get_events(&ring_);
+      sq_.Consumed(io_uring_sq_ready(&ring_));
     }
     if (r >= 0) {
       retries_ = 0;
@@ -241,6 +296,7 @@ class UringBackend final : public Backend, public std::enable_shared_from_this<U
           wake_armed_ = false;
           continue;
         }
+        if (tag == kVoidTag) continue;
         const auto slot = static_cast<uint32_t>(tag);
         batch_.push_back({slot, cqes[i]->res, submit_ns_[slot], done, 0});
       }
@@ -320,6 +376,8 @@ class UringBackend final : public Backend, public std::enable_shared_from_this<U
   unsigned inflight_ = 0;
   uint64_t wake_buf_ = 0;
   bool wake_armed_ = false;  // an eventfd read is prepped or in the kernel
+  Sq sq_;
+  std::atomic<unsigned> setup_flags_{0};
   int retries_ = 0;
   int fault_errno_ = 0;
   int fault_count_ = 0;
