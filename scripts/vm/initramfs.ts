@@ -73,8 +73,21 @@ export async function ensureInitramfs(kernel: GuestKernel): Promise<string> {
     await writeFile(join(stage, 'init'), initScript, { mode: 0o755 });
     const names: string[] = [];
     for (const rel of order) {
-      const name = basename(rel);
-      await copyFile(join(kernel.modulesDir, rel), join(stage, 'modules', name));
+      // Debian 13's kernels ship .ko.xz: busybox's insmod is not trusted to
+      // unpack them, so stage 1 gets plain .ko files.
+      const name = basename(rel).replace(/\.(xz|zst)$/, '');
+      const src = join(kernel.modulesDir, rel);
+      if (rel.endsWith('.xz') || rel.endsWith('.zst')) {
+        const tool = rel.endsWith('.xz') ? 'xz' : 'zstd';
+        try {
+          const { stdout } = await run(tool, ['-dc', src], { encoding: 'buffer', stripFinalNewline: false });
+          await writeFile(join(stage, 'modules', name), stdout as Uint8Array);
+        } catch (err) {
+          throw new VmError(`cannot unpack ${rel} with ${tool} -dc (apt-get install ${tool === 'xz' ? 'xz-utils' : 'zstd'}): ${(err as Error).message.split('\n')[0]}`);
+        }
+      } else {
+        await copyFile(src, join(stage, 'modules', name));
+      }
       names.push(name);
     }
     await writeFile(join(stage, 'modules', 'order'), names.join('\n') + '\n');

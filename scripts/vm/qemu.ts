@@ -32,6 +32,18 @@ export interface BootOptions {
   verbose: boolean;
   /** Stops the run early (kills qemu). */
   signal?: AbortSignal;
+  /** The host directory that is the guest's root (lower layer of its overlay); the host's / when absent. */
+  root?: string;
+  /** Host directories put at a path in the guest's root, each with a tmpfs overlay of its own. */
+  binds?: readonly Bind[];
+}
+
+/** A host directory shown at a path in the guest (scripts/vm/init.sh). */
+export interface Bind {
+  /** The host path. */
+  from: string;
+  /** The guest path. */
+  to: string;
 }
 
 /** The guest's storage: scsi_debug paths only, or also two iSCSI paths over loopback. */
@@ -60,6 +72,8 @@ export function qemuArgs(o: BootOptions, reportFile: string): string[] {
     `mpw_job=${o.job}`,
     `mpw_modules=${o.kernel.modulesDir}`,
     `mpw_topology=${o.topology}`,
+    ...(o.root ? [`mpw_root=${o.root}`] : []),
+    ...(o.binds?.length ? [`mpw_binds=${o.binds.map((b) => `${b.from}:${b.to}`).join(',')}`] : []),
   ].join(' ');
   return [
     '-accel', 'tcg,thread=multi',

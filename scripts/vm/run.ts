@@ -7,8 +7,10 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { EXIT_RUNNER_FAILURE, VmError } from './errors';
 import { ensureInitramfs } from './initramfs';
-import { ensureKernel } from './kernel';
-import { boot } from './qemu';
+import { buildInRoot, checkPlainPath, rootBuildDir } from './chroot';
+import { DEFAULT_KERNEL, ensureKernel, parseKernelSpec } from './kernel';
+import { boot, type Bind } from './qemu';
+import { ROOT_NAMES, ensureRoot } from './root';
 
 const PROJECT_ROOT = resolve(__dirname, '..', '..', '..');
 const STAGE2 = join(PROJECT_ROOT, 'scripts', 'vm', 'stage2.sh');
@@ -29,6 +31,13 @@ options:
   --topology NAME      scsi_debug (default): two scsi_debug paths to one LUN;
                        iscsi: also a LIO target on 127.0.0.1 and 127.0.0.2 with
                        open-iscsi logged in to both, and udevd running
+  --kernel K           the Debian kernel to boot: a major.minor (6.1, 6.12, 7.3),
+                       a suite (bookworm, trixie, trixie-backports) or newest
+                       (default ${DEFAULT_KERNEL})
+  --root NAME          the guest's userland: host (default: this machine's root) or
+                       trixie (Debian 13, made with mmdebstrap and cached; the addon
+                       is built in it into build-trixie/); the checkout is at the
+                       same path either way
   --env NAME=VALUE     set a variable for the command (repeatable)
   --verbose            show the kernel's boot messages
   --fetch-kernel-only  fetch and unpack the guest kernel, build the initramfs, exit
@@ -43,6 +52,8 @@ const OPTIONS = {
   cpus: { type: 'string' },
   env: { type: 'string', multiple: true },
   topology: { type: 'string' },
+  kernel: { type: 'string' },
+  root: { type: 'string' },
   verbose: { type: 'boolean' },
   'fetch-kernel-only': { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
@@ -101,15 +112,20 @@ async function main(argv: string[]): Promise<number> {
   const cpus = positiveInt('cpus', values.cpus, 2);
   const topology = values.topology ?? 'scsi_debug';
   if (topology !== 'scsi_debug' && topology !== 'iscsi') throw new VmError(`--topology must be scsi_debug or iscsi, got '${topology}'`, 2);
+  const kernelSpec = parseKernelSpec(values.kernel ?? DEFAULT_KERNEL);
+  const rootName = values.root ?? 'host';
+  if (!(ROOT_NAMES as readonly string[]).includes(rootName)) throw new VmError(`--root must be one of ${ROOT_NAMES.join(', ')}, got '${rootName}'`, 2);
+  if (!values['fetch-kernel-only'] && split.command.length === 0) throw new VmError(`no command given\n\n${USAGE}`, 2);
   const log = (line: string): void => void process.stderr.write(`vm: ${line}\n`);
 
-  const kernel = await ensureKernel(log);
+  const kernel = await ensureKernel(kernelSpec, log);
   const initrd = await ensureInitramfs(kernel);
+  const root = rootName === 'host' ? undefined : checkPlainPath(await ensureRoot(rootName, log));
+  if (root) await buildInRoot(rootName);
   if (values['fetch-kernel-only']) {
-    log(`kernel ${kernel.release} at ${kernel.vmlinuz}; initramfs ${initrd}`);
+    log(`kernel ${kernel.release} at ${kernel.vmlinuz}; initramfs ${initrd}${root ? `; root ${root}` : ''}`);
     return 0;
   }
-  if (split.command.length === 0) throw new VmError(`no command given\n\n${USAGE}`, 2);
 
   // The guest console is a tty: without this, reporters colour their output.
   const env: Record<string, string> = process.env.FORCE_COLOR ? {} : { NO_COLOR: '1' };
@@ -131,8 +147,17 @@ async function main(argv: string[]): Promise<number> {
   try {
     const job = join(runDir, 'job.sh');
     await writeFile(job, jobScript(split.command, PROJECT_ROOT, env), { mode: 0o755 });
+    // Another root sees none of the host's files: the checkout, the kernel's
+    // modules and this run's job are put back at their own paths, and the
+    // addon built for that root over the checkout's build/.
+    const binds: Bind[] = root ? [
+      { from: PROJECT_ROOT, to: PROJECT_ROOT },
+      { from: kernel.modulesDir, to: kernel.modulesDir },
+      { from: runDir, to: runDir },
+      { from: rootBuildDir(rootName), to: join(PROJECT_ROOT, 'build') },
+    ].map((b) => ({ from: checkPlainPath(b.from), to: checkPlainPath(b.to) })) : [];
     const result = await boot({
-      kernel, initrd, stage2: STAGE2, job, runDir,
+      kernel, initrd, stage2: STAGE2, job, runDir, ...(root ? { root } : {}), binds,
       deadlineMs: deadlineS * 1000, memoryMiB, cpus, topology,
       out: process.stdout, verbose: values.verbose ?? false, signal: ac.signal,
     });
