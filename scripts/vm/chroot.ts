@@ -13,6 +13,7 @@ import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { EXIT_DEADLINE, EXIT_RUNNER_FAILURE, VmError } from './errors';
+import { passedEnv } from './passed-env';
 import { ROOTS, ensureRoot } from './root';
 
 const PROJECT_ROOT = resolve(__dirname, '..', '..', '..');
@@ -97,12 +98,7 @@ async function main(argv: string[]): Promise<number> {
   if (!name || !ROOTS[name]) throw new VmError(`--root must name one of ${Object.keys(ROOTS).join(', ')}\n\n${USAGE}`, 2);
   const deadline = Number(values.deadline ?? 1200);
   if (!Number.isInteger(deadline) || deadline <= 0) throw new VmError(`--deadline must be a positive integer, got '${values.deadline}'`, 2);
-  const env: Record<string, string> = {};
-  for (const kv of values.env ?? []) {
-    const eq = kv.indexOf('=');
-    if (eq <= 0) throw new VmError(`--env wants NAME=VALUE, got '${kv}'`, 2);
-    env[kv.slice(0, eq)] = kv.slice(eq + 1);
-  }
+  const env = passedEnv(values.env ?? []);
   if (values.build) await buildInRoot(name, deadline * 1000);
   if (positionals.length === 0) return 0;
   return runInRoot(name, positionals, deadline * 1000, env);

@@ -109,8 +109,14 @@ async function suiteKernel(suite: KernelSuite): Promise<{ suite: KernelSuite; pk
   return { suite, pkg: m[1], release: m[2] };
 }
 
-/** Resolves a spec to a package in the registry. */
+/** Resolves a spec to a package in the registry ($MPW_KERNEL_PACKAGE names one outright, from the spec's suite or bookworm). */
 async function resolve(spec: KernelSpec): Promise<{ suite: KernelSuite; pkg: string; release: string }> {
+  const forced = process.env.MPW_KERNEL_PACKAGE;
+  if (forced) {
+    const m = /^linux-image-(\S+)$/.exec(forced);
+    if (!m?.[1]) throw new VmError(`MPW_KERNEL_PACKAGE must name a linux-image-* package, got '${forced}'`, 2);
+    return { suite: 'suite' in spec ? spec.suite : 'bookworm', pkg: forced, release: m[1] };
+  }
   if ('suite' in spec) return suiteKernel(spec.suite);
   const all = [];
   for (const suite of KERNEL_SUITES) all.push(await suiteKernel(suite));
@@ -186,8 +192,9 @@ export async function ensureKernel(spec: KernelSpec = { version: DEFAULT_KERNEL 
   await mkdir(base, { recursive: true });
   const tmp = await mkdtemp(join(base, '.tmp-'));
   try {
-    const { stdout } = (await run('apt-cache', [...opts, 'depends', pkg])) as { stdout: string };
-    const parts = kernelParts(pkg, release, stdout);
+    // A package apt does not know fails at the download below, with apt's own words.
+    const depends = await run('apt-cache', [...opts, 'depends', pkg]).then((r) => String(r.stdout), () => '');
+    const parts = kernelParts(pkg, release, depends);
     log(`fetching ${parts.join(', ')} from ${suite} with apt-get download (70 to 125 MB, once)`);
     try {
       await run('apt-get', [...opts, 'download', ...parts], { cwd: tmp, all: true });

@@ -10,12 +10,11 @@ import { ensureInitramfs } from './initramfs';
 import { buildInRoot, checkPlainPath, rootBuildDir } from './chroot';
 import { DEFAULT_KERNEL, ensureKernel, parseKernelSpec } from './kernel';
 import { boot, type Bind } from './qemu';
+import { passedEnv } from './passed-env';
 import { ROOT_NAMES, ensureRoot } from './root';
 
 const PROJECT_ROOT = resolve(__dirname, '..', '..', '..');
 const STAGE2 = join(PROJECT_ROOT, 'scripts', 'vm', 'stage2.sh');
-/** Host variables that reach the guest command unchanged. */
-const PASSED_ENV = /^(CI|MPW_[A-Z0-9_]+|NODE_OPTIONS|NO_COLOR|FORCE_COLOR|DEBUG)$/;
 
 const USAGE = `usage: npm run vm -- [options] <command> [args…]
 
@@ -127,16 +126,8 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
 
-  // The guest console is a tty: without this, reporters colour their output.
-  const env: Record<string, string> = process.env.FORCE_COLOR ? {} : { NO_COLOR: '1' };
-  for (const [k, v] of Object.entries(process.env)) if (PASSED_ENV.test(k) && v !== undefined) env[k] = v;
-  // The guest console is a tty whatever the host's stdout is; a live view asks this instead.
-  env['MPW_HOST_TTY'] ??= process.stdout.isTTY ? '1' : '0';
-  for (const kv of values.env ?? []) {
-    const eq = kv.indexOf('=');
-    if (eq <= 0) throw new VmError(`--env wants NAME=VALUE, got '${kv}'`, 2);
-    env[kv.slice(0, eq)] = kv.slice(eq + 1);
-  }
+  // The guest console is a tty whatever the host's stdout is; a live view asks MPW_HOST_TTY instead.
+  const env = passedEnv(values.env ?? [], { MPW_HOST_TTY: process.stdout.isTTY ? '1' : '0' });
 
   // The run's files must be visible in the guest; the guest's /tmp is the host's /tmp.
   const runDir = await mkdtemp(join(tmpdir(), 'mpw-vm-'));

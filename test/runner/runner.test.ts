@@ -83,6 +83,37 @@ test('the iscsi topology gives two LIO paths, one per portal, with one WWID', { 
   assert.match(r.stdout, /127\.0\.0\.2:3260,1 iqn\.2026-11\.org\.mpath-watchdog:lun0/);
 });
 
+test('--kernel newest --root trixie boots the newest Debian kernel on Debian 13, the checkout and its trixie build in place', { timeout: 400_000 }, async () => {
+  const show = [
+    'echo "kernel $(uname -r)"',
+    'echo "debian $(cat /etc/debian_version)"',
+    'echo "cwd $(pwd)"',
+    'node -e \'const {DirectDevice}=require("./dist/lib/io"); console.log("liburing " + DirectDevice.liburingVersion)\'',
+    'echo "mpath $(multipath -h 2>&1 | sed -n "s/^multipath-tools v\\([0-9.]*\\).*/\\1/p" | head -1)"',
+    'lsmod | grep -q "^dm_multipath " && echo "dm_multipath loaded"',
+  ].join('; ');
+  const r = await vm(['--deadline', '300', '--kernel', 'newest', '--root', 'trixie', '--', 'sh', '-c', show]);
+  assert.equal(r.exitCode, 0, r.all);
+  const kernel = /^kernel (\d+)\.(\d+)/m.exec(r.stdout);
+  assert.ok(kernel, r.stdout);
+  assert.ok(Number(kernel[1]) > 6 || (Number(kernel[1]) === 6 && Number(kernel[2]) >= 12), `newest kernel is ${kernel[0]}`);
+  assert.match(r.stdout, /^debian 13\./m);
+  assert.match(r.stdout, new RegExp(`^cwd ${root}$`, 'm'));
+  // The addon the guest loads is the one built against trixie's liburing, not the host's.
+  assert.match(r.stdout, /^liburing 2\.(9|\d\d)/m);
+  assert.match(r.stdout, /^mpath 0\.(1[1-9]|[2-9]\d)/m);
+  assert.match(r.stdout, /^dm_multipath loaded$/m);
+});
+
+test('an unknown kernel or root is refused with status 2 before anything boots', { timeout: 60_000 }, async () => {
+  const k = await vm(['--kernel', 'sid', '--', 'true']);
+  assert.equal(k.exitCode, 2, k.all);
+  assert.match(k.stderr, /--kernel must be a major\.minor version/);
+  const r = await vm(['--root', 'sid', '--', 'true']);
+  assert.equal(r.exitCode, 2, r.all);
+  assert.match(r.stderr, /--root must be one of host, trixie, got 'sid'/);
+});
+
 test('an unknown topology is refused with status 2', { timeout: 60_000 }, async () => {
   const r = await vm(['--topology', 'fc', '--', 'true']);
   assert.equal(r.exitCode, 2, r.all);

@@ -5,6 +5,9 @@ import assert from 'node:assert/strict';
 import { splitArgv, jobScript, shellQuote } from '../../scripts/vm/run';
 import { moduleLoadOrder } from '../../scripts/vm/initramfs';
 import { qemuArgs } from '../../scripts/vm/qemu';
+import { kernelParts, majorMinor, parseKernelSpec, suiteSources } from '../../scripts/vm/kernel';
+import { checkPlainPath } from '../../scripts/vm/chroot';
+import { VmError } from '../../scripts/vm/errors';
 
 const exec = async (file: string, args: string[]) => (await import('execa')).execa(file, args);
 
@@ -70,4 +73,74 @@ test('qemu runs under TCG, with no network, the host root read-only and no reboo
   assert.match(append, /mpw_modules=\/k\/lib\/modules\/r/);
   assert.match(append, /panic=-1/);
   assert.match(append, /mpw_topology=iscsi/);
+});
+
+test('--kernel takes a major.minor, a suite or newest, and refuses anything else with status 2', () => {
+  assert.deepEqual(parseKernelSpec('6.1'), { version: '6.1' });
+  assert.deepEqual(parseKernelSpec('7.3'), { version: '7.3' });
+  assert.deepEqual(parseKernelSpec('trixie-backports'), { suite: 'trixie-backports' });
+  assert.deepEqual(parseKernelSpec('newest'), { newest: true });
+  for (const bad of ['6', '6.1.0', 'sid', '', '6.1;reboot', 'latest']) {
+    assert.throws(() => parseKernelSpec(bad), (e: unknown) => e instanceof VmError && e.exitCode === 2 && /--kernel must be/.test(e.message), bad);
+  }
+});
+
+test('majorMinor reads Debian 12 and 13 release names', () => {
+  assert.equal(majorMinor('6.1.0-57-amd64'), '6.1');
+  assert.equal(majorMinor('6.12.117+deb13-amd64'), '6.12');
+  assert.equal(majorMinor('7.3.4+deb13-amd64'), '7.3');
+  assert.throws(() => majorMinor('amd64'), VmError);
+});
+
+test("kernelParts takes 7.x's split packages of the same release, never the image's tools", () => {
+  // apt-cache depends linux-image-7.3.4+deb13-amd64, as trixie-backports prints it.
+  const split = [
+    'linux-image-7.3.4+deb13-amd64',
+    ' |Depends: dracut',
+    ' |Depends: initramfs-tools',
+    '  Depends: linux-initramfs-tool',
+    '  Depends: linux-base-7.3.4+deb13-amd64',
+    '  Depends: linux-binary-7.3.4+deb13-amd64',
+    '  Depends: linux-modules-7.3.4+deb13-amd64',
+    '  Depends: linux-modules-7.2.1+deb13-amd64',
+    ' PreDepends: linux-base',
+    '  Recommends: apparmor',
+  ].join('\n');
+  assert.deepEqual(kernelParts('linux-image-7.3.4+deb13-amd64', '7.3.4+deb13-amd64', split).sort(), [
+    'linux-base-7.3.4+deb13-amd64', 'linux-binary-7.3.4+deb13-amd64', 'linux-image-7.3.4+deb13-amd64', 'linux-modules-7.3.4+deb13-amd64',
+  ]);
+  // 6.x: one package holds kernel and modules.
+  const whole = 'linux-image-6.1.0-57-amd64\n  Depends: kmod\n  Depends: linux-base\n |Depends: initramfs-tools\n';
+  assert.deepEqual(kernelParts('linux-image-6.1.0-57-amd64', '6.1.0-57-amd64', whole), ['linux-image-6.1.0-57-amd64']);
+});
+
+test('each suite is looked up with its updates and security, backports alone, all signed by the archive keyring', () => {
+  const m = 'http://deb.debian.org/debian';
+  const t = suiteSources('trixie', m).trim().split('\n');
+  assert.equal(t.length, 3);
+  assert.ok(t.every((l) => l.includes('[signed-by=/usr/share/keyrings/debian-archive-keyring.gpg]')));
+  assert.match(t[0] ?? '', / http:\/\/deb\.debian\.org\/debian trixie main$/);
+  assert.match(t[1] ?? '', / trixie-updates main$/);
+  assert.match(t[2] ?? '', / http:\/\/deb\.debian\.org\/debian-security trixie-security main$/);
+  assert.deepEqual(suiteSources('trixie-backports', m).trim().split('\n').length, 1);
+});
+
+test('paths that go onto the kernel command line must be plain', () => {
+  assert.equal(checkPlainPath('/tmp/ci/main'), '/tmp/ci/main');
+  assert.equal(checkPlainPath('/root/.cache/mpath-watchdog/kernel/7.3.4+deb13-amd64'), '/root/.cache/mpath-watchdog/kernel/7.3.4+deb13-amd64');
+  for (const bad of ['relative/path', '/with space', '/a:b', '/a,b', '/a\nb', '/$(id)']) {
+    assert.throws(() => checkPlainPath(bad), VmError, bad);
+  }
+});
+
+test('another root goes onto the command line with its binds', () => {
+  const args = qemuArgs({
+    kernel: { release: 'r', vmlinuz: '/k/vmlinuz', modulesDir: '/k/lib/modules/r' },
+    initrd: '/i.cpio.gz', stage2: '/p/scripts/vm/stage2.sh', job: '/tmp/j/job.sh', runDir: '/tmp/j',
+    deadlineMs: 1000, memoryMiB: 2048, cpus: 2, out: process.stdout, verbose: false, topology: 'scsi_debug',
+    root: '/c/root/trixie-x', binds: [{ from: '/p', to: '/p' }, { from: '/p/build-trixie', to: '/p/build' }],
+  }, '/tmp/j/report');
+  const append = args[args.indexOf('-append') + 1] ?? '';
+  assert.match(append, /(^| )mpw_root=\/c\/root\/trixie-x( |$)/);
+  assert.match(append, /(^| )mpw_binds=\/p:\/p,\/p\/build-trixie:\/p\/build( |$)/);
 });
