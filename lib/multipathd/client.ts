@@ -81,16 +81,17 @@ export function cliWords(command: string): string[] {
 
 /** Turns a reply into text, or throws what the daemon's reply means (multipathd/uxlsnr.c, default_reply). */
 export function interpretReply(command: string, reply: string): string {
+  // Usage first: 0.9.4 sends the usage text alone, 0.11 puts "fail" before it (measured).
+  if (reply.includes('CLI commands reference:')) {
+    const first = reply.replace(/^fail\n/, '').split('\n', 1)[0] ?? '';
+    throw new MultipathdError('usage', command, `multipathd did not understand '${command}'${first.startsWith('multipath-tools') ? '' : `: ${first}`}`, { reply });
+  }
   if (reply === 'fail\n' || reply.startsWith('fail\n')) {
     const why = reply.slice(5).trim();
     throw new MultipathdError('failed', command, `multipathd refused '${command}'${why ? `: ${why}` : ''}`, { reply });
   }
   if (reply === 'timeout\n') throw new MultipathdError('busy', command, `multipathd timed out on '${command}' (its lock was busy)`, { reply });
   if (reply.startsWith('permission deny')) throw new MultipathdError('denied', command, `multipathd refused '${command}': root is needed`, { reply });
-  if (reply.includes('CLI commands reference:')) {
-    const first = reply.split('\n', 1)[0] ?? '';
-    throw new MultipathdError('usage', command, `multipathd did not understand '${command}'${first.startsWith('multipath-tools') ? '' : `: ${first}`}`, { reply });
-  }
   return reply;
 }
 

@@ -104,6 +104,16 @@ test('the daemon\'s other replies: timeout (busy), permission, usage', async () 
   });
 });
 
+test('0.11 puts "fail" before its usage text: still a usage error, not a refusal', async () => {
+  // multipath-tools 0.11.1's reply to an unknown command (measured in the Debian 13 guest).
+  const usage011 = 'fail\nshow frobnicate: not found\nmultipath-tools v0.11.1 (01/24, 2025)\nCLI commands reference:\n list|show paths\n';
+  await withDaemon(answering({ 'show frobnicate': usage011 }), async (_d, c) => {
+    await assert.rejects(c.command('show frobnicate'), isCode('usage', /^multipathd did not understand 'show frobnicate': show frobnicate: not found$/));
+    // A plain refusal of a known command stays 'failed'.
+    await assert.rejects(c.failPath('sdzz'), isCode('failed', /refused 'fail path sdzz'/));
+  });
+});
+
 test('no daemon: "multipathd is not running", naming the sockets tried', async () => {
   const dead = deadSocketPath();
   try {
