@@ -24,6 +24,7 @@
 
 #include <atomic>
 #include <cstdlib>
+#include <cstring>
 #include <future>
 #include <thread>
 #include <vector>
@@ -74,6 +75,8 @@ class Sq {
   }
   // Whether an I/O (not the wake-up read, not a voided SQE) awaits the kernel.
   bool IoPending() const { return io_ > 0; }
+  // How many I/O SQEs await the kernel.
+  unsigned PendingIo() const { return io_; }
   // Calls f(sqe, tag) for each unconsumed I/O SQE, then marks it void.
   template <typename F>
   void VoidIo(F f) {
@@ -210,7 +213,9 @@ class UringBackend final : public Backend, public std::enable_shared_from_this<U
     size_t n = 0;
     while (head_ != tail) {
       io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
-      if (sqe == nullptr) break;  // cannot happen (see RingEntries); retried next round
+      // The SQ is full only while voided NOPs (FailPending) still hold slots
+      // until the next enter hands them over; the rest waits for that round.
+      if (sqe == nullptr) break;
       const Request& r = queue_[head_ % depth_];
       switch (r.op) {
         case Op::kRead: io_uring_prep_read(sqe, fd_, r.buf, r.len, r.offset); break;
@@ -242,6 +247,9 @@ class UringBackend final : public Backend, public std::enable_shared_from_this<U
   void FailPending(int err, int64_t now) {
     failed_.clear();
     sq_.VoidIo([&](io_uring_sqe* sqe, uint64_t tag) {
+      // liburing 2.9's prep helpers leave fields such as flags and rw_flags
+      // (a NOP's nop_flags from 6.10) to get_sqe's clearing: clear them here.
+      memset(sqe, 0, sizeof *sqe);
       io_uring_prep_nop(sqe);
       io_uring_sqe_set_data64(sqe, kVoidTag);
       const auto slot = static_cast<uint32_t>(tag);
@@ -275,7 +283,8 @@ class UringBackend final : public Backend, public std::enable_shared_from_this<U
     }
     if (!IoPending()) return Transient(-r);  // only waiting failed
     if (Transient(-r) && ++retries_ < kMaxRetries) {
-      if (inflight_ == 0) usleep(100);  // nothing to reap that could free the kernel
+      // Nothing of ours is in the kernel, so no completion can free it: back off.
+      if (inflight_ == sq_.PendingIo()) usleep(100);
       return true;
     }
     retries_ = 0;

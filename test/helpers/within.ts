@@ -10,3 +10,17 @@ export async function within<T>(what: string, p: Promise<T>, ms: number): Promis
     clearTimeout(timer);
   }
 }
+
+/** Marks a promise that had not settled in time (settledWithin). */
+export const PENDING: unique symbol = Symbol('pending');
+
+/** The promise's value, or PENDING if it has not settled within `ms`: for asserting that a wait is still blocked. */
+export async function settledWithin<T>(p: Promise<T>, ms: number): Promise<T | typeof PENDING> {
+  let timer: NodeJS.Timeout | undefined;
+  const t = new Promise<typeof PENDING>((r) => (timer = setTimeout(() => r(PENDING), ms)));
+  try {
+    return await Promise.race([p, t]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -14,20 +14,9 @@ import { readFileSync } from 'node:fs';
 import { DeviceMapper } from '../../lib/dm';
 import { dmsetup, forceCleanup } from './helpers/dm';
 import { scsiDebugDisks, sectors } from './helpers/scsi';
+import { PENDING, settledWithin } from '../helpers/within';
 
 const dm = new DeviceMapper();
-const PENDING = Symbol('pending');
-
-/** The promise's value, or PENDING if it has not settled within `ms`. */
-async function settledWithin<T>(p: Promise<T>, ms: number): Promise<T | typeof PENDING> {
-  let timer: NodeJS.Timeout | undefined;
-  const t = new Promise<typeof PENDING>((r) => (timer = setTimeout(() => r(PENDING), ms)));
-  try {
-    return await Promise.race([p, t]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 async function until(what: string, check: () => boolean, ms = 10_000): Promise<void> {
   const end = Date.now() + ms;

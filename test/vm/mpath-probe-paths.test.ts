@@ -15,6 +15,7 @@ import { release } from 'node:os';
 import { DeviceMapper } from '../../lib/dm';
 import { dmsetup, forceCleanup } from './helpers/dm';
 import { scsiDebugDisks, sectors } from './helpers/scsi';
+import { PENDING, settledWithin } from '../helpers/within';
 
 const dm = new DeviceMapper();
 // _IO(DM_IOCTL 0xfd, DM_MPATH_PROBE_PATHS_CMD 18), include/uapi/linux/dm-ioctl.h.
@@ -28,17 +29,6 @@ try:
 except OSError as e:
     print("errno %d %.3f" % (e.errno, time.monotonic() - t))
 `;
-const PENDING = Symbol('pending');
-
-async function settledWithin<T>(p: Promise<T>, ms: number): Promise<T | typeof PENDING> {
-  let timer: NodeJS.Timeout | undefined;
-  const t = new Promise<typeof PENDING>((r) => (timer = setTimeout(() => r(PENDING), ms)));
-  try {
-    return await Promise.race([p, t]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 function kernelAtLeast(major: number, minor: number): boolean {
   const [a = 0, b = 0] = release().split(/[.-]/).map(Number);
