@@ -14,17 +14,10 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { EXIT_DEADLINE, EXIT_RUNNER_FAILURE, VmError } from './errors';
 import { passedEnv } from './passed-env';
+import { checkPlainPath } from './plain-path';
 import { ROOTS, ensureRoot } from './root';
 
 const PROJECT_ROOT = resolve(__dirname, '..', '..', '..');
-
-/** Paths that go onto a kernel command line or into a shell word unquoted must be plain. */
-export function checkPlainPath(path: string): string {
-  if (!/^\/[A-Za-z0-9._/+-]*$/.test(path)) {
-    throw new VmError(`path '${path}' has characters the runner does not pass through (use only A-Z a-z 0-9 . _ / + -)`);
-  }
-  return path;
-}
 
 /** Where the addon built for root `name` lives in the checkout. */
 export function rootBuildDir(name: string): string {

@@ -92,7 +92,8 @@ export async function ensureInitramfs(kernel: GuestKernel): Promise<string> {
     }
     await writeFile(join(stage, 'modules', 'order'), names.join('\n') + '\n');
     const tmpOut = `${out}.${process.pid}.tmp`;
-    await run('sh', ['-c', `find . -print0 | sort -z | cpio --null -o -H newc --quiet | gzip -1 > '${tmpOut}'`], { cwd: stage });
+    // The output path is a positional parameter, never part of the script: any character in the cache dir is safe.
+    await run('sh', ['-c', 'find . -print0 | sort -z | cpio --null -o -H newc --quiet | gzip -1 > "$1"', 'mpw-initramfs', tmpOut], { cwd: stage });
     await rename(tmpOut, out);
   } catch (err) {
     if (err instanceof VmError) throw err;

@@ -109,14 +109,17 @@ async function suiteKernel(suite: KernelSuite): Promise<{ suite: KernelSuite; pk
   return { suite, pkg: m[1], release: m[2] };
 }
 
+/** The release a forced linux-image-* package name gives; a Debian package name's characters only (Debian policy 5.6.1). */
+export function forcedRelease(pkg: string): string {
+  const m = /^linux-image-([a-z0-9][a-z0-9+.-]*)$/.exec(pkg);
+  if (!m?.[1]) throw new VmError(`MPW_KERNEL_PACKAGE must name a linux-image-* package, got '${pkg}'`, 2);
+  return m[1];
+}
+
 /** Resolves a spec to a package in the registry ($MPW_KERNEL_PACKAGE names one outright, from the spec's suite or bookworm). */
 async function resolve(spec: KernelSpec): Promise<{ suite: KernelSuite; pkg: string; release: string }> {
   const forced = process.env.MPW_KERNEL_PACKAGE;
-  if (forced) {
-    const m = /^linux-image-(\S+)$/.exec(forced);
-    if (!m?.[1]) throw new VmError(`MPW_KERNEL_PACKAGE must name a linux-image-* package, got '${forced}'`, 2);
-    return { suite: 'suite' in spec ? spec.suite : 'bookworm', pkg: forced, release: m[1] };
-  }
+  if (forced) return { suite: 'suite' in spec ? spec.suite : 'bookworm', pkg: forced, release: forcedRelease(forced) };
   if ('suite' in spec) return suiteKernel(spec.suite);
   const all = [];
   for (const suite of KERNEL_SUITES) all.push(await suiteKernel(suite));

@@ -6,6 +6,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { VmError, EXIT_DEADLINE, EXIT_RUNNER_FAILURE } from './errors';
 import type { GuestKernel } from './kernel';
+import { checkPlainPath } from './plain-path';
 
 /** What one boot needs. */
 export interface BootOptions {
@@ -64,6 +65,9 @@ const TAIL_BYTES = 4096;
 
 /** The qemu argument vector for one boot; exported so tests can inspect it. */
 export function qemuArgs(o: BootOptions, reportFile: string): string[] {
+  for (const p of [o.stage2, o.job, o.kernel.modulesDir, ...(o.root ? [o.root] : []), ...(o.binds ?? []).flatMap((b) => [b.from, b.to])]) {
+    checkPlainPath(p);
+  }
   const append = [
     'console=ttyS0',
     'panic=-1',

@@ -5,8 +5,8 @@ import assert from 'node:assert/strict';
 import { splitArgv, jobScript, shellQuote } from '../../scripts/vm/run';
 import { moduleLoadOrder } from '../../scripts/vm/initramfs';
 import { qemuArgs } from '../../scripts/vm/qemu';
-import { kernelParts, majorMinor, parseKernelSpec, suiteSources } from '../../scripts/vm/kernel';
-import { checkPlainPath } from '../../scripts/vm/chroot';
+import { forcedRelease, kernelParts, majorMinor, parseKernelSpec, suiteSources } from '../../scripts/vm/kernel';
+import { checkPlainPath } from '../../scripts/vm/plain-path';
 import { VmError } from '../../scripts/vm/errors';
 
 const exec = async (file: string, args: string[]) => (await import('execa')).execa(file, args);
@@ -143,4 +143,25 @@ test('another root goes onto the command line with its binds', () => {
   const append = args[args.indexOf('-append') + 1] ?? '';
   assert.match(append, /(^| )mpw_root=\/c\/root\/trixie-x( |$)/);
   assert.match(append, /(^| )mpw_binds=\/p:\/p,\/p\/build-trixie:\/p\/build( |$)/);
+});
+
+test('qemuArgs refuses any command-line path a space or a quote would break, before qemu starts', () => {
+  const base = {
+    kernel: { release: 'r', vmlinuz: '/k/vmlinuz', modulesDir: '/k/lib/modules/r' },
+    initrd: '/i.cpio.gz', stage2: '/p/scripts/vm/stage2.sh', job: '/tmp/j/job.sh', runDir: '/tmp/j',
+    deadlineMs: 1000, memoryMiB: 2048, cpus: 2, out: process.stdout, verbose: false, topology: 'scsi_debug' as const,
+  };
+  // A TMPDIR with a space would split the command line; this one would also override stage 2.
+  assert.throws(() => qemuArgs({ ...base, job: '/tmp/x mpw_stage2=/evil/job.sh' }, '/r'), VmError);
+  assert.throws(() => qemuArgs({ ...base, stage2: '/my project/scripts/vm/stage2.sh' }, '/r'), VmError);
+  assert.throws(() => qemuArgs({ ...base, kernel: { ...base.kernel, modulesDir: "/c'ache/lib/modules/r" } }, '/r'), VmError);
+  assert.throws(() => qemuArgs({ ...base, binds: [{ from: '/a b', to: '/a' }] }, '/r'), VmError);
+  assert.ok(qemuArgs(base, '/r').includes('-append'));
+});
+
+test('MPW_KERNEL_PACKAGE must be a linux-image package name made of Debian package characters', () => {
+  assert.equal(forcedRelease('linux-image-7.3.4+deb13-amd64'), '7.3.4+deb13-amd64');
+  for (const bad of ["linux-image-6.1'x", 'linux-image-6.1 mpw_stage2=/x', 'linux-headers-6.1.0-57-amd64', 'linux-image-']) {
+    assert.throws(() => forcedRelease(bad), (e: unknown) => e instanceof VmError && e.exitCode === 2, bad);
+  }
 });
