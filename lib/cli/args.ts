@@ -2,6 +2,7 @@
 // type for every usage mistake, and the value parsers (durations, counts,
 // HOST:PORT) that turn text into checked numbers before anything runs.
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { durationProblem } from '../watchdog/policy-options';
 
 /** Exit statuses of the CLI. */
 export const EXIT = {
@@ -51,13 +52,15 @@ export function positionals(command: string, got: readonly string[], names: read
 
 const UNITS: Readonly<Record<string, number>> = { ms: 1, s: 1000, m: 60_000 };
 
-/** Parses `500ms`, `2s`, `1.5s`, `1m` or plain milliseconds (`500`) into ms > 0; UsageError otherwise. */
+/** Parses `500ms`, `2s`, `1.5s`, `1m` or plain milliseconds (`500`) into ms, within the watchdog's duration bounds; UsageError otherwise. */
 export function parseDuration(text: string, flag: string, command = ''): number {
   const m = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(text.trim());
   const ms = m ? Number(m[1]) * (UNITS[m[2] ?? 'ms'] as number) : NaN;
   if (!(ms > 0) || !Number.isFinite(ms)) {
     throw new UsageError(command, `--${flag}: expected a duration such as 500ms, 2s or 1m (plain numbers are ms), got '${text}'`);
   }
+  const problem = durationProblem(ms);
+  if (problem) throw new UsageError(command, `--${flag}: ${problem}, got '${text}'`);
   return ms;
 }
 

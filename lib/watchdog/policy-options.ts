@@ -34,8 +34,22 @@ export interface PolicyOptions {
 /** What a caller passes: timeoutMs, and any option to override. */
 export type PolicyOptionsInput = { readonly timeoutMs: number } & Partial<Omit<PolicyOptions, 'timeoutMs'>>;
 
-function positive(name: string, v: number): number {
-  if (!(v > 0) || !Number.isFinite(v)) throw new RangeError(`${name} must be a finite number > 0, got ${v}`);
+/** The shortest duration option, ms: Node's timers fire no sooner (a smaller one pegged the event loop). */
+export const MIN_DURATION_MS = 1;
+/** The longest duration option, ms: setTimeout's limit (2^31 - 1); a longer delay fires at once (Node docs, timers). */
+export const MAX_DURATION_MS = 2 ** 31 - 1;
+
+/** Why `ms` is not a usable duration, or null when it is. */
+export function durationProblem(ms: number): string | null {
+  if (!Number.isFinite(ms)) return 'must be a finite number of ms';
+  if (ms < MIN_DURATION_MS) return `must be at least ${MIN_DURATION_MS} ms`;
+  if (ms > MAX_DURATION_MS) return `must be at most ${MAX_DURATION_MS} ms (about 24.8 days, setTimeout's limit)`;
+  return null;
+}
+
+function duration(name: string, v: number): number {
+  const problem = durationProblem(v);
+  if (problem) throw new RangeError(`${name} ${problem}, got ${v}`);
   return v;
 }
 
@@ -46,12 +60,12 @@ function count(name: string, v: number, min: number): number {
 
 /** Fills in defaults and validates; throws RangeError naming the bad option. */
 export function resolvePolicyOptions(input: PolicyOptionsInput): PolicyOptions {
-  const timeoutMs = positive('timeoutMs', input.timeoutMs);
-  const holdDownMs = positive('holdDownMs', input.holdDownMs ?? 2_000);
-  const maxHoldDownMs = positive('maxHoldDownMs', input.maxHoldDownMs ?? 300_000);
+  const timeoutMs = duration('timeoutMs', input.timeoutMs);
+  const holdDownMs = duration('holdDownMs', input.holdDownMs ?? 2_000);
+  const maxHoldDownMs = duration('maxHoldDownMs', input.maxHoldDownMs ?? 300_000);
   if (maxHoldDownMs < holdDownMs) throw new RangeError(`maxHoldDownMs (${maxHoldDownMs}) must be >= holdDownMs (${holdDownMs})`);
-  const probeIntervalMs = positive('probeIntervalMs', input.probeIntervalMs ?? 1_000);
-  const maxProbeIntervalMs = positive('maxProbeIntervalMs', input.maxProbeIntervalMs ?? 30_000);
+  const probeIntervalMs = duration('probeIntervalMs', input.probeIntervalMs ?? 1_000);
+  const maxProbeIntervalMs = duration('maxProbeIntervalMs', input.maxProbeIntervalMs ?? 30_000);
   if (maxProbeIntervalMs < probeIntervalMs) {
     throw new RangeError(`maxProbeIntervalMs (${maxProbeIntervalMs}) must be >= probeIntervalMs (${probeIntervalMs})`);
   }
@@ -67,7 +81,7 @@ export function resolvePolicyOptions(input: PolicyOptionsInput): PolicyOptions {
     minUsablePaths: count('minUsablePaths', input.minUsablePaths ?? 1, 0),
     holdDownMs,
     maxHoldDownMs,
-    flapWindowMs: positive('flapWindowMs', input.flapWindowMs ?? 60_000),
+    flapWindowMs: duration('flapWindowMs', input.flapWindowMs ?? 60_000),
     probeIntervalMs,
     maxProbeIntervalMs,
     reinstateAfter: count('reinstateAfter', input.reinstateAfter ?? 3, 1),

@@ -31,6 +31,15 @@ test('parseDuration: ms, s, m and plain ms; anything else is a UsageError naming
   }
 });
 
+test('parseDuration refuses what no timer can keep: under 1 ms (it pegged the loop) or over setTimeout\'s 2^31-1 ms (it fired at once)', () => {
+  assert.equal(parseDuration('1', 'timeout'), 1);
+  assert.equal(parseDuration('2147483647', 'timeout'), 2 ** 31 - 1);
+  for (const bad of ['0.00000001', '0.5ms', '0.0001s', '3000000000', '2147483648', '36000m']) {
+    assert.throws(() => parseDuration(bad, 'timeout', 'watch'),
+      (e: unknown) => e instanceof UsageError && /^--timeout: must be at (least 1 ms|most 2147483647 ms)/.test(e.message.replace(/^mpath-watchdog watch: /, '')), bad);
+  }
+});
+
 test('parseCount and parseHostPort', () => {
   assert.equal(parseCount('3', 'fail-after', 1), 3);
   assert.throws(() => parseCount('0', 'fail-after', 1), /--fail-after: expected an integer >= 1, got '0'/);
@@ -68,6 +77,11 @@ const BAD: readonly (readonly [string[], RegExp])[] = [
   [['watch', 'm', '--bogus'], /^mpath-watchdog watch: Unknown option '--bogus'$/m],
   [['watch', 'm', '--timeout', 'soon'], /^mpath-watchdog watch: --timeout: expected a duration .* got 'soon'$/m],
   [['watch', 'm', '--timeout'], /^mpath-watchdog watch: Option '--timeout <value>' argument missing$/m],
+  [['watch', 'm', '--timeout', '0.00000001'], /^mpath-watchdog watch: --timeout: must be at least 1 ms, got '0.00000001'$/m],
+  [['watch', 'm', '--timeout', '3000000000'], /^mpath-watchdog watch: --timeout: must be at most 2147483647 ms .*got '3000000000'$/m],
+  [['watch', 'm', '--hold-down', '0.1'], /^mpath-watchdog watch: --hold-down: must be at least 1 ms/m],
+  [['watch', 'm', '--probe-interval', '999999h'], /^mpath-watchdog watch: --probe-interval: expected a duration/m],
+  [['watch', 'm', '--stats', '40000m'], /^mpath-watchdog watch: --stats: must be at most 2147483647 ms/m],
   [['watch', 'm', '--mode', 'sideways'], /^mpath-watchdog watch: --mode: expected active, passive, both, got 'sideways'$/m],
   [['watch', 'm', '--slow-factor', '1'], /^mpath-watchdog watch: --slow-factor: expected a number > 1, got '1'$/m],
   [['watch', 'm', '--read-size', '1000'], /^mpath-watchdog watch: --read-size: expected a multiple of 512, got '1000'$/m],

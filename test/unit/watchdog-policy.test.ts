@@ -306,3 +306,18 @@ test('slowFactor: recovery probes are judged by the same rule against the best u
   assert.deepEqual(sim.kinds(sim.probe(B, 3)), ['reinstate']);
   assert.equal(sim.path(B).medianMs, null, 'the pre-fail median is dropped on reinstate');
 });
+
+test('duration options outside what a timer can keep are refused with a RangeError naming the option', () => {
+  for (const [input, re] of [
+    [{ timeoutMs: 1e-8 }, /^timeoutMs must be at least 1 ms, got 1e-8$/],
+    [{ timeoutMs: 3_000_000_000 }, /^timeoutMs must be at most 2147483647 ms/],
+    [{ timeoutMs: Number.NaN }, /^timeoutMs must be a finite number of ms/],
+    [{ timeoutMs: 100, holdDownMs: 0.5 }, /^holdDownMs must be at least 1 ms/],
+    [{ timeoutMs: 100, maxHoldDownMs: 2 ** 31 }, /^maxHoldDownMs must be at most/],
+    [{ timeoutMs: 100, probeIntervalMs: Infinity }, /^probeIntervalMs must be a finite number/],
+    [{ timeoutMs: 100, flapWindowMs: 0 }, /^flapWindowMs must be at least 1 ms/],
+  ] as const) {
+    assert.throws(() => resolvePolicyOptions(input as PolicyOptionsInput), (e: unknown) => e instanceof RangeError && re.test(e.message), JSON.stringify(input));
+  }
+  assert.equal(resolvePolicyOptions({ timeoutMs: 1, maxHoldDownMs: 2 ** 31 - 1 }).maxHoldDownMs, 2 ** 31 - 1);
+});
