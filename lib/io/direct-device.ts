@@ -41,6 +41,12 @@ export interface CloseOptions {
 }
 
 const OPS = { read: 0, write: 1, flush: 2 } as const;
+
+/** A value's byteLength when it has a numeric one, else 0 (for the error of a non-Uint8Array). */
+function byteLength(v: unknown): number {
+  const n = (v as { byteLength?: unknown } | null)?.byteLength;
+  return typeof n === 'number' ? n : 0;
+}
 const SYSCALLS: Record<NativeEngineKind, Record<IoOperation, string>> = {
   io_uring: { read: 'IORING_OP_READ', write: 'IORING_OP_WRITE', flush: 'IORING_OP_FSYNC' },
   threads: { read: 'pread', write: 'pwrite', flush: 'fsync' },
@@ -54,7 +60,10 @@ const MAX_DEPTH = 4096;
 
 interface Op {
   operation: IoOperation;
+  /** What the kernel reads or writes: always memory the engine owns (alloc(), or a bounce copy). */
   buf: Uint8Array | null;
+  /** The caller's own buffer when `buf` is a bounce copy of it. */
+  user: Uint8Array | null;
   offset: number;
   length: number;
   resolve: (r: IoResult) => void;
@@ -91,6 +100,8 @@ export class DirectDevice {
   #closing = false;
   #closed: Promise<void> | undefined;
   #onDrain: (() => void) | undefined;
+  /** The ArrayBuffers alloc() made: native, not detachable, so the kernel may use them directly. */
+  readonly #owned = new WeakSet<ArrayBufferLike>();
 
   private constructor(path: string, choice: EngineChoice, depth: number, readOnly: boolean) {
     this.path = path;
@@ -161,20 +172,33 @@ export class DirectDevice {
     return this.#inFlight;
   }
 
-  /** A zeroed Buffer of `bytes` whose address suits O_DIRECT on this device (page aligned at least). */
+  /**
+   * A zeroed Buffer of `bytes` whose address suits O_DIRECT on this device (page aligned at
+   * least). I/O on it (or on a subarray of it) goes to the kernel with no copy.
+   */
   alloc(bytes: number): Buffer {
     if (!Number.isSafeInteger(bytes) || bytes <= 0) throw new RangeError(`alloc: bytes must be a positive integer, got ${bytes}`);
+    const buf = this.#nativeAlloc(bytes);
+    this.#owned.add(buf.buffer);
+    return buf;
+  }
+
+  #nativeAlloc(bytes: number): Buffer {
     return native.allocAligned(bytes, Math.max(4096, this.#memAlign));
   }
 
-  /** Reads buf.length bytes at offset into buf. */
+  /**
+   * Reads buf.byteLength bytes at offset into buf. A buffer from alloc() is read into
+   * directly; any other Uint8Array through a bounce copy, since its ArrayBuffer could be
+   * detached (transferred) while the kernel writes into it.
+   */
   read(buf: Uint8Array, offset: number): Promise<IoResult> {
     return this.#enqueue('read', buf, offset);
   }
 
-  /** Writes buf at offset. */
+  /** Writes buf at offset (a buffer not from alloc() is copied when the call is made). */
   write(buf: Uint8Array, offset: number): Promise<IoResult> {
-    if (this.readOnly) return Promise.reject(this.#argError('read-only', offset, buf.length));
+    if (this.readOnly) return Promise.reject(this.#argError('read-only', offset, byteLength(buf)));
     return this.#enqueue('write', buf, offset);
   }
 
@@ -232,13 +256,20 @@ export class DirectDevice {
 
   #enqueue(operation: IoOperation, buf: Uint8Array | null, offset: number): Promise<IoResult> {
     if (this.#closing) return Promise.reject(new DeviceClosedError(this.path));
-    const length = buf === null ? 0 : buf.length;
+    // byteLength, not length: a Float64Array of 64 elements is 512 bytes to the kernel.
+    if (buf !== null && !(buf instanceof Uint8Array)) return Promise.reject(this.#argError('not-a-uint8array', offset, byteLength(buf)));
+    const length = buf === null ? 0 : buf.byteLength;
+    let kernelBuf = buf;
     if (buf !== null) {
       const reason = checkIo(this, offset, length);
       if (reason !== undefined) return Promise.reject(this.#argError(reason, offset, length));
+      if (!this.#owned.has(buf.buffer)) {
+        kernelBuf = this.#nativeAlloc(length);
+        if (operation === 'write') kernelBuf.set(buf);
+      }
     }
     return new Promise<IoResult>((resolve, reject) => {
-      const op: Op = { operation, buf, offset, length, resolve, reject };
+      const op: Op = { operation, buf: kernelBuf, user: kernelBuf === buf ? null : buf, offset, length, resolve, reject };
       if (this.#free.length > 0) this.#start(op);
       else this.#waiting.push(op);
     });
@@ -246,7 +277,17 @@ export class DirectDevice {
 
   #start(op: Op): void {
     const slot = this.#free.pop()!;
-    if (this.#native.prep(OPS[op.operation], slot, op.buf, op.offset) === 1) {
+    let queued: 0 | 1;
+    try {
+      queued = this.#native.prep(OPS[op.operation], slot, op.buf, op.offset);
+    } catch (e) {
+      // Misuse the checks above did not catch: the slot goes back, and the
+      // caller gets the error (this may run inside the completion callback).
+      this.#free.push(slot);
+      op.reject(e instanceof Error ? e : new Error(String(e)));
+      return;
+    }
+    if (queued === 1) {
       this.#free.push(slot);
       op.reject(this.#argError('unaligned-buffer', op.offset, op.length));
       return;
@@ -286,7 +327,11 @@ export class DirectDevice {
           length: op.length,
           bytes: res < 0 ? -1 : res,
         }));
+      } else if (op.user !== null && op.operation === 'read' && op.user.byteLength !== op.length) {
+        // The caller's buffer was detached while the kernel read into the bounce copy.
+        op.reject(this.#argError('buffer-detached', op.offset, op.length));
       } else {
+        if (op.user !== null && op.operation === 'read') op.user.set(op.buf!.subarray(0, op.length));
         op.resolve({ bytes: res, submitNs: stamps[2 * i]!, doneNs: stamps[2 * i + 1]! });
       }
     }

@@ -64,7 +64,11 @@ export type IoArgumentReason =
   | 'unaligned-length'
   | 'unaligned-buffer'
   | 'past-end'
-  | 'read-only';
+  | 'read-only'
+  /** The buffer is not a Uint8Array (a Buffer is one). */
+  | 'not-a-uint8array'
+  /** The caller's buffer was detached before a read's data could be copied into it. */
+  | 'buffer-detached';
 
 /** Fields of an IoArgumentError. */
 export interface IoArgumentErrorFields {
@@ -82,7 +86,7 @@ export interface IoArgumentErrorFields {
   size: number;
 }
 
-/** An I/O refused before anything was submitted: bad alignment, zero length, past the end, read-only. */
+/** An I/O refused before anything was submitted (bad alignment, zero length, past the end, read-only, not a Uint8Array), or a read whose caller's buffer was detached before its data could be delivered. */
 export class IoArgumentError extends RangeError {
   /** Always 'ERR_IO_ARGUMENT'. */
   readonly code = 'ERR_IO_ARGUMENT';

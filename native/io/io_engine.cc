@@ -296,7 +296,9 @@ class IoEngine final : public Napi::ObjectWrap<IoEngine> {
     if (op > 2 || slot >= depth_ || core_->busy[slot]) throw Napi::RangeError::New(env, "bad op or slot");
     Request r{0, nullptr, 0, slot, static_cast<Op>(op)};
     if (op != static_cast<uint32_t>(Op::kFlush)) {
-      if (!info[2].IsTypedArray()) throw Napi::TypeError::New(env, "buffer must be a Uint8Array");
+      if (!info[2].IsTypedArray() || info[2].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+        throw Napi::TypeError::New(env, "buffer must be a Uint8Array");
+      }
       auto buf = info[2].As<Napi::Uint8Array>();
       r.buf = buf.Data();
       r.len = static_cast<uint32_t>(buf.ByteLength());

@@ -283,6 +283,89 @@ for (const engine of ENGINES) {
   });
 }
 
+for (const engine of ENGINES) {
+  describe(`engine ${engine}: buffers the caller owns`, () => {
+    test('what is not a Uint8Array is refused up front by its byteLength, and never holds a slot', async () => {
+      await withLoopDevice(MiB, async (loop) => {
+        const dev = await DirectDevice.open(loop.path, { engine, queueDepth: 2 });
+        try {
+          const before = fileBytes(loop.file, 0, 4096);
+          // 64 elements, 512 bytes to the kernel: was written as 4096 bytes.
+          const bad: unknown[] = [new Float64Array(512), new DataView(new ArrayBuffer(4096)), { length: 4096 }, new Uint16Array(2048)];
+          for (let round = 0; round < 3; round++) {
+            for (const b of bad) {
+              const err = await failure(dev.write(b as Uint8Array, 0));
+              assert.ok(err instanceof IoArgumentError, `${String(err)} for ${Object.prototype.toString.call(b)}`);
+              assert.equal(err.reason, 'not-a-uint8array');
+              const rerr = await failure(dev.read(b as Uint8Array, 0));
+              assert.ok(rerr instanceof IoArgumentError && rerr.reason === 'not-a-uint8array');
+            }
+          }
+          assert.deepEqual(fileBytes(loop.file, 0, 4096), before, 'nothing was written');
+          assert.equal(dev.inFlight, 0);
+          // Twelve refusals on a queue depth of 2: the slots are all still free.
+          const bufs = [dev.alloc(4096), dev.alloc(4096), dev.alloc(4096)];
+          await Promise.all(bufs.map((b, i) => dev.read(b, i * 4096)));
+        } finally {
+          await dev.close();
+        }
+      });
+    });
+
+    test('a Uint8Array not from alloc() goes through a bounce copy: aligned or not, data round-trips', async () => {
+      await withLoopDevice(MiB, async (loop) => {
+        const dev = await DirectDevice.open(loop.path, { engine });
+        try {
+          const data = randomBytes(8192);
+          const plain = new Uint8Array(new ArrayBuffer(8192 + 1)).subarray(1);
+          plain.set(data);
+          await dev.write(plain, 4096);
+          assert.deepEqual(fileBytes(loop.file, 4096, 8192), data);
+          const into = new Uint8Array(8192 + 3).subarray(3);
+          const r = await dev.read(into, 4096);
+          assert.equal(r.bytes, 8192);
+          assert.deepEqual(Buffer.from(into), data);
+        } finally {
+          await dev.close();
+        }
+      });
+    });
+
+    test('a caller buffer detached while its read is in flight or queued: the kernel never wrote into it', async () => {
+      await withLoopDevice(MiB, async (loop) => {
+        const fd = openSync(loop.file, 'r+');
+        writeSync(fd, Buffer.alloc(8192, 0x5a), 0, 8192, 0);
+        closeSync(fd);
+        const dev = await DirectDevice.open(loop.path, { engine, queueDepth: 1 });
+        try {
+          const inFlight = new Uint8Array(4096);
+          const queued = new Uint8Array(4096);
+          const first = failure(dev.read(inFlight, 0));
+          const second = failure(dev.read(queued, 4096));
+          // Transfer both ArrayBuffers away: the old views become detached.
+          const moved = [inFlight, queued].map((u) => new Uint8Array(structuredClone(u.buffer, { transfer: [u.buffer] })));
+          for (const p of [first, second]) {
+            const err = await p;
+            assert.ok(err instanceof IoArgumentError, String(err));
+            assert.equal(err.reason, 'buffer-detached');
+          }
+          // The memory the caller gave away holds what it held, not the device's 0x5a.
+          for (const m of moved) assert.ok(m.every((b) => b === 0), 'the kernel wrote into a transferred buffer');
+          assert.equal(dev.inFlight, 0);
+          // A write takes its copy at the call: detaching afterwards changes nothing written.
+          const w = new Uint8Array(4096).fill(0x33);
+          const wrote = dev.write(w, 8192);
+          structuredClone(w.buffer, { transfer: [w.buffer] });
+          await wrote;
+          assert.ok(fileBytes(loop.file, 8192, 4096).every((b) => b === 0x33));
+        } finally {
+          await dev.close();
+        }
+      });
+    });
+  });
+}
+
 test('engine "threads" works on a regular file too, with its direct-I/O alignment', async () => {
   const loop: LoopDevice = { path: '', file: `/dev/shm/mpw-file-${process.pid}.img`, size: MiB };
   writeFileSync(loop.file, '');
