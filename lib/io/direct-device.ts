@@ -320,7 +320,8 @@ export class DirectDevice {
       if (res < 0 || res !== op.length) {
         op.reject(new IoError({
           errno: res < 0 ? -res : EIO,
-          syscall: (word & SUBMIT_FAILED) !== 0 ? 'io_uring_enter' : SYSCALLS[this.engine][op.operation],
+          // Refused before the kernel saw it: by io_uring_enter, or (threads) no worker could be started.
+          syscall: (word & SUBMIT_FAILED) !== 0 ? (this.engine === 'io_uring' ? 'io_uring_enter' : 'pthread_create') : SYSCALLS[this.engine][op.operation],
           device: this.path,
           operation: op.operation,
           offset: op.offset,

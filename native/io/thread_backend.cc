@@ -8,6 +8,7 @@
 #include <condition_variable>
 #include <deque>
 #include <mutex>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -24,19 +25,42 @@ struct Queued {
 class ThreadBackend final : public Backend, public std::enable_shared_from_this<ThreadBackend> {
  public:
   ThreadBackend(int fd, unsigned depth, std::shared_ptr<Sink> sink)
-      : fd_(fd), depth_(depth), sink_(std::move(sink)) {}
+      : fd_(fd), depth_(depth), sink_(std::move(sink)) {
+    // Tests of the path below: every thread start fails as pthread_create would at a limit.
+    fault_thread_ = getenv("MPW_IO_FAULT_THREAD_CREATE") != nullptr;
+  }
 
   ~ThreadBackend() override { close(fd_); }
 
   int Submit(const Request* r, size_t n) override {
     const int64_t now = MonotonicNs();
-    std::lock_guard<std::mutex> lock(mu_);
-    for (size_t i = 0; i < n; i++) queue_.push_back({r[i], now});
-    // Idle workers take what they can; start new ones for the rest.
-    size_t want = queue_.size() > idle_ ? queue_.size() - idle_ : 0;
-    while (want > 0 && threads_.size() < depth_) {
-      threads_.emplace_back([self = shared_from_this()] { self->Work(); });
-      want--;
+    std::vector<Completion> failed;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (size_t i = 0; i < n; i++) queue_.push_back({r[i], now});
+      // Idle workers take what they can; start new ones for the rest.
+      size_t want = queue_.size() > idle_ ? queue_.size() - idle_ : 0;
+      while (want > 0 && threads_.size() < depth_) {
+        // At a thread or memory limit std::thread throws; fewer workers then
+        // share the queue, and with none at all the queued I/O fails.
+        try {
+          if (fault_thread_) throw std::system_error(EAGAIN, std::generic_category());
+          threads_.emplace_back([self = shared_from_this()] { self->Work(); });
+        } catch (const std::system_error& e) {
+          thread_errno_ = e.code().value() > 0 ? e.code().value() : EAGAIN;
+          break;
+        }
+        want--;
+      }
+      if (threads_.empty()) {
+        const int64_t done = MonotonicNs();
+        for (const Queued& q : queue_) failed.push_back({q.req.slot, -thread_errno_, q.submit_ns, done, kSubmitFailed});
+        queue_.clear();
+      }
+    }
+    if (!failed.empty()) {
+      sink_->Deliver(failed.data(), failed.size());
+      return 0;
     }
     if (n == 1) cv_.notify_one(); else cv_.notify_all();
     return 0;
@@ -97,6 +121,8 @@ class ThreadBackend final : public Backend, public std::enable_shared_from_this<
   std::vector<std::thread> threads_;
   size_t idle_ = 0;
   bool stopping_ = false;
+  bool fault_thread_ = false;
+  int thread_errno_ = EAGAIN;
 };
 
 }  // namespace

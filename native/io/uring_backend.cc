@@ -26,6 +26,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <future>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -122,7 +123,14 @@ class UringBackend final : public Backend, public std::enable_shared_from_this<U
     if (const char* f = getenv("MPW_IO_FAULT_SUBMIT")) ParseFault(f);
     std::promise<int> ready;
     std::future<int> result = ready.get_future();
-    thread_ = std::thread([self = shared_from_this(), &ready] { self->Run(&ready); });
+    // At a thread or memory limit std::thread throws: a typed error, not std::terminate.
+    try {
+      if (getenv("MPW_IO_FAULT_THREAD_CREATE") != nullptr) throw std::system_error(EAGAIN, std::generic_category());
+      thread_ = std::thread([self = shared_from_this(), &ready] { self->Run(&ready); });
+    } catch (const std::system_error& e) {
+      *syscall = "pthread_create";
+      return e.code().value() > 0 ? -e.code().value() : -EAGAIN;
+    }
     int r = result.get();
     if (r < 0) {
       thread_.join();

@@ -366,6 +366,41 @@ for (const engine of ENGINES) {
   });
 }
 
+test('no thread can be started (a thread or memory limit): open or I/O fails with a typed error, the process lives', async () => {
+  await withLoopDevice(MiB, async (loop) => {
+    process.env['MPW_IO_FAULT_THREAD_CREATE'] = '1';
+    try {
+      // io_uring: its ring thread is started at open.
+      const err = await failure(DirectDevice.open(loop.path, { engine: 'io_uring' }));
+      assert.ok(err instanceof SyscallError, String(err));
+      assert.equal(err.code, 'EAGAIN');
+      assert.equal(err.syscall, 'pthread_create');
+      // threads: workers start with the first I/O; with none, the I/O fails and its slot is free.
+      const dev = await DirectDevice.open(loop.path, { engine: 'threads', queueDepth: 2 });
+      try {
+        for (let i = 0; i < 3; i++) {
+          const ioErr = await failure(dev.read(dev.alloc(4096), 0));
+          assert.ok(ioErr instanceof IoError, String(ioErr));
+          assert.equal(ioErr.code, 'EAGAIN');
+          assert.equal(ioErr.syscall, 'pthread_create');
+        }
+        assert.equal(dev.inFlight, 0);
+      } finally {
+        await dev.close();
+      }
+    } finally {
+      delete process.env['MPW_IO_FAULT_THREAD_CREATE'];
+    }
+    // Without the fault the same calls work.
+    const dev = await DirectDevice.open(loop.path, { engine: 'threads' });
+    try {
+      assert.equal((await dev.read(dev.alloc(4096), 0)).bytes, 4096);
+    } finally {
+      await dev.close();
+    }
+  });
+});
+
 test('engine "threads" works on a regular file too, with its direct-I/O alignment', async () => {
   const loop: LoopDevice = { path: '', file: `/dev/shm/mpw-file-${process.pid}.img`, size: MiB };
   writeFileSync(loop.file, '');
