@@ -2,7 +2,7 @@
 // probe stuck on a hung path holds an engine slot, never a thread of Node's
 // pool. A probe settles only when its read is over in the kernel, as
 // ProbeRead asks: the signal cannot pull a bio back.
-import { DirectDevice, type EngineChoice } from '../io';
+import { DeviceClosedError, DirectDevice, type EngineChoice } from '../io';
 import type { PathRef } from './counter-sampler';
 import type { ProbeRead } from './probes';
 
@@ -16,36 +16,62 @@ export interface ProbeReaderOptions {
   devDir?: string;
 }
 
-/** Opens each path device once (read-only, O_DIRECT) and reads one block from it per probe. */
+/**
+ * Opens each path device once (read-only, O_DIRECT) and reads one block from it per probe.
+ * A probe that fails drops the path's device, so the next one opens the node again: a path
+ * removed and created anew under the same name is then probed, not its old device.
+ */
 export class PathProbeReader {
   readonly #devices = new Map<string, Promise<DirectDevice>>();
   readonly #o: ProbeReaderOptions;
+  #closed = false;
 
   constructor(options: ProbeReaderOptions = {}) {
     this.#o = options;
   }
 
-  /** The ProbeRead for Attributor and the recovery probes. */
+  /** The ProbeRead for Attributor and the recovery probes; rejects with DeviceClosedError after close(). */
   readonly read: ProbeRead = async (path: PathRef) => {
-    const dev = await this.#open(path);
+    const opened = this.#open(path);
+    const dev = await opened;
     const buf = dev.alloc(Math.max(dev.logicalBlockSize, 4096));
-    const r = await dev.read(buf, this.#o.offset ?? 0);
-    return { latencyMs: Number(r.doneNs - r.submitNs) / 1e6 };
+    try {
+      const r = await dev.read(buf, this.#o.offset ?? 0);
+      return { latencyMs: Number(r.doneNs - r.submitNs) / 1e6 };
+    } catch (err) {
+      this.#drop(path, opened);
+      throw err;
+    }
   };
 
+  #nodePath(path: PathRef): string {
+    return `${this.#o.devDir ?? '/dev'}/${path.name}`;
+  }
+
   #open(path: PathRef): Promise<DirectDevice> {
-    let dev = this.#devices.get(path.devno);
+    if (this.#closed) return Promise.reject(new DeviceClosedError(this.#nodePath(path)));
+    const key = `${path.devno} ${path.name}`;
+    let dev = this.#devices.get(key);
     if (!dev) {
-      dev = DirectDevice.open(`${this.#o.devDir ?? '/dev'}/${path.name}`, { readOnly: true, queueDepth: 4, engine: this.#o.engine ?? 'auto' });
+      dev = DirectDevice.open(this.#nodePath(path), { readOnly: true, queueDepth: 4, engine: this.#o.engine ?? 'auto' });
       // A failed open is not cached: the next probe tries again.
-      dev.catch(() => this.#devices.delete(path.devno));
-      this.#devices.set(path.devno, dev);
+      dev.catch(() => this.#drop(path, dev as Promise<DirectDevice>));
+      this.#devices.set(key, dev);
     }
     return dev;
   }
 
-  /** Closes the path devices; probes still held by the kernel keep their buffers until it lets go. */
+  /** Forgets `opened` for `path` (if it is still the cached one) and closes it once its other probes are over. */
+  #drop(path: PathRef, opened: Promise<DirectDevice>): void {
+    const key = `${path.devno} ${path.name}`;
+    if (this.#devices.get(key) !== opened) return;
+    this.#devices.delete(key);
+    opened.then((d) => d.close(), () => undefined).catch(() => undefined);
+  }
+
+  /** Closes the path devices and refuses later probes; probes still held by the kernel keep their buffers until it lets go. */
   async close(signal?: AbortSignal): Promise<void> {
+    this.#closed = true;
     const devs = [...this.#devices.values()];
     this.#devices.clear();
     await Promise.allSettled(devs.map(async (d) => (await d).close(signal ? { signal } : {})));

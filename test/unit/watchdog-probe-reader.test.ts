@@ -1,0 +1,66 @@
+// The probe reader on real files through the real engine (O_DIRECT on /dev/shm):
+// no probe after close, and a path whose node now names another device is
+// probed on that device, not through the fd of the old one.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, symlinkSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { DeviceClosedError, IoError } from '../../lib/io';
+import { PathProbeReader } from '../../lib/watchdog/probe-reader';
+
+const MiB = 1 << 20;
+/** Probes here are never aborted. */
+const NEVER = new AbortController().signal;
+
+async function failure(p: Promise<unknown>): Promise<unknown> {
+  return p.then(() => undefined, (e: unknown) => e);
+}
+
+function withDevDir<T>(fn: (dir: string, file: (name: string) => string) => Promise<T>): Promise<T> {
+  const dir = mkdtempSync('/dev/shm/mpw-probe-');
+  const file = (name: string): string => {
+    const f = join(dir, `${name}.img`);
+    writeFileSync(f, '');
+    truncateSync(f, MiB);
+    return f;
+  };
+  return fn(dir, file).finally(() => rmSync(dir, { recursive: true, force: true }));
+}
+
+test('after close() a probe is refused with DeviceClosedError and opens nothing', async () => {
+  await withDevDir(async (dir, file) => {
+    symlinkSync(file('a'), join(dir, 'sdx'));
+    const reader = new PathProbeReader({ devDir: dir, engine: 'threads' });
+    const path = { devno: '8:48', name: 'sdx' };
+    assert.ok((await reader.read(path, NEVER)).latencyMs >= 0);
+    await reader.close();
+    const err = await failure(reader.read(path, NEVER));
+    assert.ok(err instanceof DeviceClosedError, String(err));
+    // Not even a first open of another path.
+    const other = await failure(reader.read({ devno: "8:64", name: "sdy" }, NEVER));
+    assert.ok(other instanceof DeviceClosedError, String(other));
+  });
+});
+
+test('a failed probe drops the device: the next one opens the node again and finds the new device', async () => {
+  await withDevDir(async (dir, file) => {
+    const old = file('old');
+    symlinkSync(old, join(dir, 'sdx'));
+    const reader = new PathProbeReader({ devDir: dir, engine: 'threads' });
+    const path = { devno: '8:48', name: 'sdx' };
+    try {
+      await reader.read(path, NEVER);
+      // The old device goes bad (every read short) and the path is made anew under its name.
+      truncateSync(old, 0);
+      const err = await failure(reader.read(path, NEVER));
+      assert.ok(err instanceof IoError, String(err));
+      unlinkSync(join(dir, 'sdx'));
+      symlinkSync(file('new'), join(dir, 'sdx'));
+      // Before, the cached fd of the old device failed every probe, and the path was never reinstated.
+      const r = await reader.read(path, NEVER);
+      assert.ok(r.latencyMs >= 0);
+    } finally {
+      await reader.close();
+    }
+  });
+});
