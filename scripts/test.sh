@@ -23,6 +23,9 @@ TIERS=(
   test:asan
 )
 
+# Ctrl-C stops the whole run, not just the tier it lands in.
+trap 'echo; echo "=== interrupted ==="; exit 130' INT TERM
+
 declare -a rows
 failed=0
 for t in "${TIERS[@]}"; do

@@ -10,6 +10,7 @@
 // namespace with it (--kill-child kills its PID 1, and the kernel the rest).
 import { spawn } from 'node:child_process';
 import { mkdir } from 'node:fs/promises';
+import { constants } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { EXIT_DEADLINE, EXIT_RUNNER_FAILURE, VmError } from './errors';
@@ -36,7 +37,9 @@ mkdir -p "$R$P"
 mount --bind "$P" "$R$P"
 mkdir -p "$R$P/build"
 mount --bind "$B" "$R$P/build"
-exec chroot "$R" /bin/sh -c 'cd "$0" && exec "$@"' "$P" "$@"
+# Not exec: this shell stays PID 1 of the namespace, so the command is not init
+# (init ignores signals it has no handler for, SIGSEGV from kill included).
+chroot "$R" /bin/sh -c 'cd "$0" && exec "$@"' "$P" "$@"
 `;
 
 /** Runs `command` in root `name` with a hard deadline; resolves to its exit status. */
@@ -52,11 +55,20 @@ export async function runInRoot(name: string, command: readonly string[], deadli
   });
   let timedOut = false;
   const timer = setTimeout(() => { timedOut = true; child.kill('SIGKILL'); }, deadlineMs);
+  // A runner killed by a signal takes the namespace with it (SIGKILL of unshare
+  // --kill-child kills its PID 1, and the kernel every process in it).
+  const onSignal = (): void => void child.kill('SIGKILL');
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
   const code = await new Promise<number>((res, rej) => {
     child.once('error', (e: NodeJS.ErrnoException) =>
       rej(new VmError(e.code === 'ENOENT' ? 'unshare not found: install util-linux' : `cannot start unshare: ${e.message}`)));
-    child.once('close', (c, sig) => res(c ?? (sig ? 128 : EXIT_RUNNER_FAILURE)));
-  }).finally(() => clearTimeout(timer));
+    child.once('close', (c, sig) => res(c ?? (sig ? 128 + (constants.signals[sig] ?? 0) : EXIT_RUNNER_FAILURE)));
+  }).finally(() => {
+    clearTimeout(timer);
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  });
   if (timedOut) throw new VmError(`deadline of ${Math.round(deadlineMs / 1000)} s passed in the ${name} root: killed`, EXIT_DEADLINE);
   return code;
 }

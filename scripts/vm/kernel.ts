@@ -85,10 +85,11 @@ async function suiteApt(suite: KernelSuite): Promise<string[]> {
   const stamp = join(dir, 'lists', '.updated');
   const age = await stat(stamp).then((s) => Date.now() - s.mtimeMs, () => Infinity);
   if (age > LISTS_MAX_AGE_MS) {
+    // --error-on=any: apt 2.6 exits 0 when no mirror answers, and empty lists would then stand for a day.
     try {
-      await run('apt-get', [...opts, '-q', 'update'], { all: true });
+      await run('apt-get', [...opts, '-q', '--error-on=any', 'update'], { all: true });
     } catch (err) {
-      throw new VmError(`apt-get update for ${suite} failed: ${((err as { all?: string }).all ?? (err as Error).message).split('\n').slice(-3).join(' | ')}`);
+      throw new VmError(`apt-get update for ${suite} failed: ${((err as { all?: string }).all ?? (err as Error).message).split('\n').filter(Boolean).slice(-3).join(' | ')}`);
     }
     await writeFile(stamp, '');
   }
@@ -102,7 +103,8 @@ async function suiteKernel(suite: KernelSuite): Promise<{ suite: KernelSuite; pk
   try {
     ({ stdout } = (await run('apt-cache', [...opts, 'depends', META_PACKAGE])) as { stdout: string });
   } catch (err) {
-    throw new VmError(`cannot resolve the ${suite} kernel: 'apt-cache depends ${META_PACKAGE}' failed (${(err as Error).message.split('\n')[0]})`);
+    const e = err as Error & { stderr?: string };
+    throw new VmError(`cannot resolve the ${suite} kernel: 'apt-cache depends ${META_PACKAGE}' failed: ${(e.stderr || e.message).trim().split('\n').slice(-2).join(' | ')}`);
   }
   const m = /Depends:\s*(linux-image-(\S+-amd64))\s*$/m.exec(stdout);
   if (!m?.[1] || !m[2]) throw new VmError(`cannot resolve the ${suite} kernel: ${META_PACKAGE} names no linux-image-*-amd64 package`);
@@ -121,16 +123,29 @@ async function resolve(spec: KernelSpec): Promise<{ suite: KernelSuite; pkg: str
   const forced = process.env.MPW_KERNEL_PACKAGE;
   if (forced) return { suite: 'suite' in spec ? spec.suite : 'bookworm', pkg: forced, release: forcedRelease(forced) };
   if ('suite' in spec) return suiteKernel(spec.suite);
-  const all = [];
-  for (const suite of KERNEL_SUITES) all.push(await suiteKernel(suite));
   if ('newest' in spec) {
+    // Every suite must answer: a missing one could hide the newest kernel.
+    const all = [];
+    for (const suite of KERNEL_SUITES) all.push(await suiteKernel(suite));
     return all.sort((a, b) => a.release.localeCompare(b.release, 'en', { numeric: true })).at(-1) as (typeof all)[number];
   }
-  const found = all.find((k) => majorMinor(k.release) === spec.version);
-  if (!found) {
-    throw new VmError(`no Debian kernel ${spec.version} in ${KERNEL_SUITES.join(', ')}; there are: ${all.map((k) => `${majorMinor(k.release)} (${k.suite}, ${k.release})`).join(', ')}`, 2);
+  // A version: the first suite that has it, so 6.1 needs bookworm alone.
+  const seen: string[] = [];
+  const failed: VmError[] = [];
+  for (const suite of KERNEL_SUITES) {
+    let k;
+    try {
+      k = await suiteKernel(suite);
+    } catch (err) {
+      if (!(err instanceof VmError)) throw err;
+      failed.push(err);
+      continue;
+    }
+    if (majorMinor(k.release) === spec.version) return k;
+    seen.push(`${majorMinor(k.release)} (${suite}, ${k.release})`);
   }
-  return found;
+  if (failed.length > 0) throw new VmError(`no Debian kernel ${spec.version} found; ${failed.map((e) => e.message).join('; ')}`);
+  throw new VmError(`no Debian kernel ${spec.version} in ${KERNEL_SUITES.join(', ')}; there are: ${seen.join(', ')}`, 2);
 }
 
 function kernelRoot(release: string): string {
@@ -213,6 +228,10 @@ export async function ensureKernel(spec: KernelSpec = { version: DEFAULT_KERNEL 
     if (existsSync(join(root, 'usr', 'lib', 'modules', release)) && !existsSync(join(root, 'lib'))) {
       await symlink(join('usr', 'lib'), join(root, 'lib'));
     }
+    const image = [join(root, 'boot', `vmlinuz-${release}`), join(root, 'usr', 'lib', 'modules', release, 'vmlinuz')];
+    if (!image.some((f) => existsSync(f))) {
+      throw new VmError(`${parts.join(', ')} hold no kernel image (looked for ${image.join(' and ')}); 'apt-cache depends ${pkg}' named: ${depends.trim() || 'nothing'}`);
+    }
     // kmod's modprobe in the guest reads only the binary indexes that kmod's depmod writes.
     try {
       await run('depmod', ['-b', root, release]);
@@ -220,12 +239,13 @@ export async function ensureKernel(spec: KernelSpec = { version: DEFAULT_KERNEL 
       throw new VmError(`depmod -b ${root} ${release} failed (is kmod installed?): ${(err as Error).message.split('\n')[0]}`);
     }
     await writeFile(join(root, '.complete'), `${parts.join(' ')}\n`);
-    await rm(kernelRoot(release), { recursive: true, force: true });
-    await rename(root, kernelRoot(release));
+    // Another run may have finished the same kernel meanwhile, and may be booting it: keep that one.
+    if (!isComplete(release)) {
+      await rm(kernelRoot(release), { recursive: true, force: true });
+      await rename(root, kernelRoot(release));
+    }
   } finally {
     await rm(tmp, { recursive: true, force: true });
   }
-  const k = describe(release);
-  if (!existsSync(k.vmlinuz)) throw new VmError(`the ${release} packages hold no kernel image (looked for ${k.vmlinuz})`);
-  return k;
+  return describe(release);
 }

@@ -4,10 +4,11 @@
 // override stage 2.
 import { VmError } from './errors';
 
-/** Returns `path` if it is absolute and made of A-Z a-z 0-9 . _ / + - only; throws VmError otherwise. */
+/** Returns `path` if it is absolute and made of A-Z a-z 0-9 . _ / + - @ ~ = only (no space, quote, ':' or ','); throws VmError otherwise. */
 export function checkPlainPath(path: string): string {
-  if (!/^\/[A-Za-z0-9._/+-]*$/.test(path)) {
-    throw new VmError(`path '${path}' has characters the runner does not pass through (use only A-Z a-z 0-9 . _ / + -)`);
+  // ':' and ',' separate mpw_binds=FROM:TO,…; a space separates arguments.
+  if (!/^\/[A-Za-z0-9._/+@~=-]*$/.test(path)) {
+    throw new VmError(`path '${path}' has characters the runner does not pass through on the kernel command line (use only A-Z a-z 0-9 . _ / + - @ ~ =)`);
   }
   return path;
 }

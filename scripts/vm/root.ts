@@ -57,15 +57,22 @@ export async function ensureRoot(name: string, log: (line: string) => void = () 
   if (process.getuid?.() !== 0) throw new VmError(`making the ${name} root needs root (mmdebstrap --mode=root)`);
   const base = join(cacheDir(), 'root');
   await mkdir(base, { recursive: true });
-  // Older keys of this name are stale roots: each is about 850 MB.
+  // Older keys of this name are stale roots (about 850 MB each), and a
+  // .tmp-PID of a process that is gone is a run that died; another live run's is left alone.
   for (const old of await readdir(base)) {
-    if (old.startsWith(`${name}-`) && join(base, old) !== dir) await rm(join(base, old), { recursive: true, force: true });
+    if (!old.startsWith(`${name}-`)) continue;
+    const tmpPid = /\.tmp-(\d+)$/.exec(old)?.[1];
+    const stale = tmpPid !== undefined ? !alive(Number(tmpPid)) : join(base, old) !== dir;
+    if (stale) await rm(join(base, old), { recursive: true, force: true });
   }
   const tmp = `${dir}.tmp-${process.pid}`;
   await rm(tmp, { recursive: true, force: true });
   log(`making the ${name} root with mmdebstrap (${spec.suite}, about 300 MB to fetch, once)`);
   try {
-    await run('mmdebstrap', [
+    // mmdebstrap's root mode mounts proc and sys inside the target: in a
+    // private mount namespace, so a killed run leaves no mounts on the host.
+    await run('unshare', [
+      '--mount', '--propagation', 'private', 'mmdebstrap',
       '--mode=root', '--variant=apt', '--quiet',
       '--keyring=/usr/share/keyrings/debian-archive-keyring.gpg',
       `--include=${spec.packages.join(',')}`,
@@ -74,10 +81,28 @@ export async function ensureRoot(name: string, log: (line: string) => void = () 
   } catch (err) {
     await rm(tmp, { recursive: true, force: true });
     const e = err as Error & { code?: string; all?: string };
-    if (e.code === 'ENOENT') throw new VmError('mmdebstrap not found: install it (apt-get install mmdebstrap)');
+    if (e.code === 'ENOENT') throw new VmError('unshare not found: install util-linux');
+    if (/mmdebstrap: (command )?not found|No such file or directory.*mmdebstrap|failed to execute mmdebstrap/i.test(e.all ?? '')) {
+      throw new VmError('mmdebstrap not found: install it (apt-get install mmdebstrap)');
+    }
     throw new VmError(`mmdebstrap of ${spec.suite} failed: ${(e.all ?? e.message).split('\n').slice(-5).join(' | ')}`);
   }
   await writeFile(join(tmp, '.complete'), `${spec.suite} ${spec.packages.join(' ')}\n`);
-  await rename(tmp, dir);
+  // Another run may have made the same root meanwhile: keep the one already there.
+  if (existsSync(join(dir, '.complete'))) await rm(tmp, { recursive: true, force: true });
+  else {
+    await rm(dir, { recursive: true, force: true });
+    await rename(tmp, dir);
+  }
   return dir;
+}
+
+/** Whether a process with this pid exists. */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }

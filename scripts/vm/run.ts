@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // `npm run vm -- [options] <command> [args…]`: boots the test VM, runs the
 // command as root in the project's root and exits with its status.
+import { realpathSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -116,6 +117,9 @@ async function main(argv: string[]): Promise<number> {
   const rootName = values.root ?? 'host';
   if (!(ROOT_NAMES as readonly string[]).includes(rootName)) throw new VmError(`--root must be one of ${ROOT_NAMES.join(', ')}, got '${rootName}'`, 2);
   if (!values['fetch-kernel-only'] && split.command.length === 0) throw new VmError(`no command given\n\n${USAGE}`, 2);
+  // Before any download: these end up on the kernel command line.
+  checkPlainPath(PROJECT_ROOT);
+  checkPlainPath(tmpdir());
   const log = (line: string): void => void process.stderr.write(`vm: ${line}\n`);
 
   const kernel = await ensureKernel(kernelSpec, log);
@@ -147,7 +151,8 @@ async function main(argv: string[]): Promise<number> {
       { from: kernel.modulesDir, to: kernel.modulesDir },
       { from: runDir, to: runDir },
       { from: rootBuildDir(rootName), to: join(PROJECT_ROOT, 'build') },
-    ].map((b) => ({ from: checkPlainPath(b.from), to: checkPlainPath(b.to) })) : [];
+    // The host side through realpath: an absolute symlink in it would resolve inside the initramfs.
+    ].map((b) => ({ from: checkPlainPath(realpathSync(b.from)), to: checkPlainPath(b.to) })) : [];
     const result = await boot({
       kernel, initrd, stage2: STAGE2, job, runDir, ...(root ? { root } : {}), binds,
       deadlineMs: deadlineS * 1000, memoryMiB, cpus, topology,

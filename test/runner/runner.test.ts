@@ -96,7 +96,8 @@ test('--kernel newest --root trixie boots the newest Debian kernel on Debian 13,
   assert.equal(r.exitCode, 0, r.all);
   const kernel = /^kernel (\d+)\.(\d+)/m.exec(r.stdout);
   assert.ok(kernel, r.stdout);
-  assert.ok(Number(kernel[1]) > 6 || (Number(kernel[1]) === 6 && Number(kernel[2]) >= 12), `newest kernel is ${kernel[0]}`);
+  // Newer than trixie's own 6.12: trixie-backports had 7.3 when this was written.
+  assert.ok(Number(kernel[1]) > 7 || (Number(kernel[1]) === 7 && Number(kernel[2]) >= 3), `newest kernel is ${kernel[0]}`);
   assert.match(r.stdout, /^debian 13\./m);
   assert.match(r.stdout, new RegExp(`^cwd ${root}$`, 'm'));
   // The addon the guest loads is the one built against trixie's liburing, not the host's.
