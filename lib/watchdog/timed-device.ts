@@ -86,6 +86,8 @@ function ignoreLate(): void {}
 const POOL_PER_LENGTH = 64;
 /** Longer reads get a fresh bounce buffer each time. */
 const POOL_MAX_BYTES = 1 << 20;
+/** All pooled bounce buffers together, whatever the mix of lengths (256 lengths once held 1 GiB). */
+const POOL_TOTAL_BYTES = 16 << 20;
 
 /** Timed, tracked, fenced and optionally hedged I/O on one DirectDevice. */
 export class TimedDevice {
@@ -102,6 +104,7 @@ export class TimedDevice {
   // halved the IOPS of hedged reads; a buffer goes back only from its read's
   // completion, so the kernel never writes into one that is handed out again.
   readonly #bounces = new Map<number, Buffer[]>();
+  #pooledBytes = 0;
   #completed = 0;
   #hedged = 0;
   #closed: Promise<void> | undefined;
@@ -211,6 +214,9 @@ export class TimedDevice {
     if (!this.#closed) {
       this.#tracker.stop();
       this.#closed = this.device.close(options.signal ? { signal: options.signal } : {});
+      // The pooled buffers are no longer the kernel's (only completed reads give theirs back).
+      this.#bounces.clear();
+      this.#pooledBytes = 0;
     }
     return this.#closed;
   }
@@ -248,16 +254,24 @@ export class TimedDevice {
   }
 
   #bounce(length: number): Buffer {
-    return this.#bounces.get(length)?.pop() ?? this.device.alloc(length);
+    const pooled = this.#bounces.get(length)?.pop();
+    if (pooled === undefined) return this.device.alloc(length);
+    this.#pooledBytes -= length;
+    return pooled;
   }
 
   #release(bounce: Buffer): void {
     const length = bounce.byteLength;
-    if (length > POOL_MAX_BYTES) return;
+    // Closed: nothing more will be read, the buffer goes to the GC.
+    if (length > POOL_MAX_BYTES || this.#closed || this.#pooledBytes + length > POOL_TOTAL_BYTES) return;
     let free = this.#bounces.get(length);
     if (!free) this.#bounces.set(length, (free = []));
-    if (free.length < POOL_PER_LENGTH) free.push(bounce);
+    if (free.length < POOL_PER_LENGTH) {
+      free.push(bounce);
+      this.#pooledBytes += length;
+    }
   }
+
 
   // Reads into engine buffers and copies the winner out, so the caller's buffer
   // is never written after its promise settles, whatever the losers do later.

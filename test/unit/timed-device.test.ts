@@ -9,6 +9,7 @@ import { FakeClock } from '../../lib/watchdog/fake-clock';
 import { TimedDevice, type TimedDeviceOptions, type TimedIo, type TimedIoData } from '../../lib/watchdog/timed-device';
 import type { LateIo } from '../../lib/watchdog/tracker';
 import { withLoopDevice } from '../helpers/loop-device';
+import { collect } from '../helpers/gc';
 
 const MiB = 1 << 20;
 const BLOCK = 4096;
@@ -192,4 +193,34 @@ test('a bad timeout is refused when the TimedDevice is made', async () => {
       await device.close();
     }
   });
+});
+
+test('the hedging bounce pool stays under 16 MiB whatever the mix of read lengths, and close() lets it go', async () => {
+  // External buffers are freed by finalizers that run after the GC: give them turns.
+  const settle = async (): Promise<number> => {
+    for (let i = 0; i < 5; i++) {
+      collect();
+      await new Promise((r) => setImmediate(r));
+    }
+    return process.memoryUsage().external;
+  };
+  const external0 = await settle();
+  await withLoopDevice(4 * MiB, async (loop) => {
+    const t = new TimedDevice({ timeoutMs: 5000, hedgeReads: true, device: await DirectDevice.open(loop.path, { queueDepth: 8 }) });
+    try {
+      // 256 distinct lengths, 8 at a time each, so every length's pool fills: 1 GiB before.
+      for (let blocks = 1; blocks <= 256; blocks++) {
+        const length = blocks * 4096;
+        await Promise.all(Array.from({ length: 8 }, () => t.read(t.alloc(length), 0)));
+      }
+      // What is still held is the pool (the callers' buffers are garbage by now).
+      const pooled = (await settle()) - external0;
+      assert.ok(pooled <= 20 * MiB, `external memory held by the pool: ${pooled} bytes`);
+      assert.ok(pooled > 8 * MiB, `the pool was used: ${pooled} bytes`);
+    } finally {
+      await t.close();
+    }
+  });
+  const held = (await settle()) - external0;
+  assert.ok(held < 4 * MiB, `external memory still held after close and GC: ${held} bytes`);
 });
