@@ -61,7 +61,7 @@ export class DeviceMapper {
     } catch (e) {
       const errno = (e as { errno?: unknown }).errno;
       const kernelMessage =
-        ctx.explain && errno === E.EINVAL ? kernelComplaint(since, ctx.devno && `${ctx.devno.major}:${ctx.devno.minor}`) : undefined;
+        ctx.explain && errno === E.EINVAL ? await kernelComplaint(since, ctx.devno && `${ctx.devno.major}:${ctx.devno.minor}`) : undefined;
       throw toDmError(e, { device: ctx.device, message: ctx.message, kernelMessage });
     }
   }
@@ -140,7 +140,7 @@ export class DeviceMapper {
       let own = devno;
       if (errno === E.ENXIO && own === undefined) own = await this.#n.dmDevStatus(raw).catch(() => undefined);
       const tableFault = errno === E.EINVAL || (errno === E.ENXIO && own !== undefined);
-      const kernelMessage = tableFault ? kernelComplaint(since, own && `${own.major}:${own.minor}`) : undefined;
+      const kernelMessage = tableFault ? await kernelComplaint(since, own && `${own.major}:${own.minor}`) : undefined;
       throw toDmError(e, { device: label, kernelMessage, tableFault });
     }
   }

@@ -1,8 +1,11 @@
 // The kernel says why it refused a table or a message only in its log
 // (DMERR in drivers/md/dm-table.c, dm-ioctl.c), so after such a failure we read
 // the recent device-mapper lines from /dev/kmsg. Best effort: unreadable log,
-// no line, no reason.
-import { closeSync, constants, openSync, readSync } from 'node:fs';
+// no line, no reason. Read asynchronously with O_NONBLOCK (each read returns a
+// record or EAGAIN at once, so none can hang a threadpool thread), never with
+// a loop of readSync on the event loop: the ring can hold many thousands.
+import { constants } from 'node:fs';
+import { open } from 'node:fs/promises';
 
 /** One /dev/kmsg record: "prio,seq,usec,flags;text". */
 export interface KmsgRecord {
@@ -17,11 +20,15 @@ export function parseKmsgRecord(record: string): KmsgRecord | undefined {
   return m ? { usec: Number(m[1]), text: m[2] as string } : undefined;
 }
 
-/** The device-mapper lines of `records` logged since `sinceUsec`, preferring those naming `devno`. */
+/** A dm log line about one device: "table: 254:3: …". */
+const NAMES_A_DEVICE = /\b\d+:\d+:/;
+
+/** The device-mapper lines of `records` logged since `sinceUsec`: those naming `devno`, or else those naming no device. */
 export function pickDmComplaint(records: readonly KmsgRecord[], sinceUsec: number, devno?: string): string | undefined {
   const recent = records.filter((r) => r.usec >= sinceUsec && r.text.startsWith('device-mapper:'));
+  // With a devno: its own lines, else the lines that name no device; never another device's.
   const own = devno === undefined ? [] : recent.filter((r) => r.text.includes(`${devno}:`));
-  const chosen = own.length > 0 ? own : recent;
+  const chosen = devno === undefined ? recent : own.length > 0 ? own : recent.filter((r) => !NAMES_A_DEVICE.test(r.text));
   if (chosen.length === 0) return undefined;
   return chosen
     .slice(-3)
@@ -29,12 +36,12 @@ export function pickDmComplaint(records: readonly KmsgRecord[], sinceUsec: numbe
     .join('; ');
 }
 
-/** Reads every record now in the ring. Non-blocking: O_NONBLOCK ends at EAGAIN. */
-function readKmsg(): KmsgRecord[] {
+/** Reads every record now in the ring, off the event loop; O_NONBLOCK ends at EAGAIN. */
+async function readKmsg(): Promise<KmsgRecord[]> {
   const out: KmsgRecord[] = [];
-  let fd: number;
+  let fh;
   try {
-    fd = openSync('/dev/kmsg', constants.O_RDONLY | constants.O_NONBLOCK);
+    fh = await open('/dev/kmsg', constants.O_RDONLY | constants.O_NONBLOCK);
   } catch {
     return out;
   }
@@ -43,7 +50,7 @@ function readKmsg(): KmsgRecord[] {
     for (let i = 0; i < 100_000; i++) {
       let n: number;
       try {
-        n = readSync(fd, buf, 0, buf.length, null);
+        ({ bytesRead: n } = await fh.read(buf, 0, buf.length, null));
       } catch (e) {
         // EPIPE: a record was overwritten while we read; the next read continues.
         if ((e as NodeJS.ErrnoException).code === 'EPIPE') continue;
@@ -54,7 +61,7 @@ function readKmsg(): KmsgRecord[] {
       if (rec) out.push(rec);
     }
   } finally {
-    closeSync(fd);
+    await fh.close();
   }
   return out;
 }
@@ -65,7 +72,7 @@ export function monotonicUsec(): number {
 }
 
 /** The kernel's recent device-mapper complaint since `sinceUsec`, if any. */
-export function kernelComplaint(sinceUsec: number, devno?: string): string | undefined {
+export async function kernelComplaint(sinceUsec: number, devno?: string): Promise<string | undefined> {
   // A little slack: the log clock and CLOCK_MONOTONIC drift apart slightly.
-  return pickDmComplaint(readKmsg(), sinceUsec - 200_000, devno);
+  return pickDmComplaint(await readKmsg(), sinceUsec - 200_000, devno);
 }

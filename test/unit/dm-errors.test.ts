@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { constants } from 'node:os';
 import { DmError } from '../../lib/dm';
 import { describeDmFailure, toDmError } from '../../lib/dm/errors';
-import { parseKmsgRecord, pickDmComplaint } from '../../lib/dm/kmsg';
+import { kernelComplaint, parseKmsgRecord, pickDmComplaint } from '../../lib/dm/kmsg';
 import { SyscallError } from '../../lib/errors';
 
 const E = constants.errno;
@@ -53,4 +53,22 @@ test('kmsg records parse; the complaint prefers lines naming the device and skip
   assert.equal(pickDmComplaint(recs, 5, '254:3'), 'table: 254:3: multipath: error getting device');
   assert.equal(pickDmComplaint(recs, 12), 'ioctl: error adding target to table');
   assert.equal(pickDmComplaint(recs, 100), undefined);
+});
+
+test("a device with no line of its own is never given another device's complaint", () => {
+  const recs = [
+    { usec: 10, text: 'device-mapper: table: 254:9: multipath: error getting device' },
+    { usec: 11, text: 'device-mapper: ioctl: error adding target to table' },
+  ];
+  // 254:3 logged nothing: the line that names no device may be its, 254:9's is not.
+  assert.equal(pickDmComplaint(recs, 5, '254:3'), 'ioctl: error adding target to table');
+  assert.equal(pickDmComplaint(recs.slice(0, 1), 5, '254:3'), undefined);
+});
+
+test('the kernel log is read off the event loop: kernelComplaint is asynchronous', async () => {
+  // It was a loop of up to 100,000 readSync calls on the event loop.
+  const p = kernelComplaint(0, '254:3');
+  assert.ok(p instanceof Promise);
+  const r = await p;
+  assert.ok(r === undefined || typeof r === 'string');
 });
