@@ -84,13 +84,13 @@ export interface HostPort {
   port: number;
 }
 
-/** Parses `HOST:PORT`, `[::1]:PORT` or `:PORT` (all interfaces); port 0 picks a free one. */
+/** Parses `HOST:PORT`, `[::1]:PORT` or `:PORT` (loopback: metrics are not for every network unless asked); port 0 picks a free one. */
 export function parseHostPort(text: string, flag: string, command = ''): HostPort {
   const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(text);
   const port = m ? Number(m[3]) : NaN;
   if (!m || port > 65535) throw new UsageError(command, `--${flag}: expected HOST:PORT (e.g. 127.0.0.1:9100), got '${text}'`);
   const host = m[1] ?? m[2] ?? '';
-  return { host: host === '' ? '::' : host, port };
+  return { host: host === '' ? '127.0.0.1' : host, port };
 }
 
 /** One of a fixed set of words. */

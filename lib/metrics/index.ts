@@ -118,9 +118,27 @@ export interface MetricsServer {
   close(): Promise<void>;
 }
 
+/** Limits of the /metrics server: a scraper needs one short request, so anything else is cut off. */
+export interface MetricsServerLimits {
+  /** Open connections at most; more are refused (default 16). */
+  maxConnections?: number;
+  /** A request's headers must arrive within this (default 5000 ms). */
+  headersTimeoutMs?: number;
+  /** A whole request within this (default 10000 ms); also the idle socket timeout. */
+  requestTimeoutMs?: number;
+}
+
 /** Serves `registry` at GET /metrics on host:port. Rejects when the address cannot be bound. */
-export function serveMetrics(registry: Registry, host: string, port: number): Promise<MetricsServer> {
-  const server: Server = createServer((req, res) => {
+export function serveMetrics(registry: Registry, host: string, port: number, limits: MetricsServerLimits = {}): Promise<MetricsServer> {
+  const headersTimeout = limits.headersTimeoutMs ?? 5_000;
+  const requestTimeout = Math.max(limits.requestTimeoutMs ?? 10_000, headersTimeout);
+  const server: Server = createServer({
+    headersTimeout,
+    requestTimeout,
+    keepAliveTimeout: Math.min(5_000, requestTimeout),
+    // Node checks the two timeouts above only this often (default 30 s).
+    connectionsCheckingInterval: Math.min(1_000, headersTimeout),
+  }, (req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { allow: 'GET, HEAD' }).end();
@@ -135,6 +153,9 @@ export function serveMetrics(registry: Registry, host: string, port: number): Pr
       (e: unknown) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`${String(e)}\n`),
     );
   });
+  server.maxConnections = limits.maxConnections ?? 16;
+  // An idle or trickling socket is dropped too (slowloris), not only a slow request.
+  server.setTimeout(requestTimeout, (socket) => socket.destroy());
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {

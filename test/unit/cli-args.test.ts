@@ -46,7 +46,10 @@ test('parseCount and parseHostPort', () => {
   assert.throws(() => parseCount('1.5', 'fail-after', 1), UsageError);
   assert.deepEqual(parseHostPort('127.0.0.1:9100', 'metrics'), { host: '127.0.0.1', port: 9100 });
   assert.deepEqual(parseHostPort('[::1]:0', 'metrics'), { host: '::1', port: 0 });
-  assert.deepEqual(parseHostPort(':9100', 'metrics'), { host: '::', port: 9100 });
+  // No host: loopback, not every interface; all of them only when asked.
+  assert.deepEqual(parseHostPort(':9100', 'metrics'), { host: '127.0.0.1', port: 9100 });
+  assert.deepEqual(parseHostPort('[::]:9100', 'metrics'), { host: '::', port: 9100 });
+  assert.deepEqual(parseHostPort('0.0.0.0:9100', 'metrics'), { host: '0.0.0.0', port: 9100 });
   for (const bad of ['9100', 'host', 'h:70000', 'h:', 'a:b:1']) assert.throws(() => parseHostPort(bad, 'metrics'), /--metrics: expected HOST:PORT/, bad);
 });
 

@@ -44,3 +44,34 @@ test('serveMetrics: /metrics in the Prometheus text format, 404 elsewhere, close
   await assert.rejects(fetch(server.url));
   await assert.rejects(serveMetrics(m.registry, '256.0.0.1', 0), /ENOTFOUND|EADDRNOTAVAIL|EAI_/);
 });
+
+test('serveMetrics: a connection cap, and a client that trickles its headers is cut off', { timeout: 20_000 }, async () => {
+  const { connect } = await import('node:net');
+  const m = new WatchdogMetrics();
+  const server = await serveMetrics(m.registry, '127.0.0.1', 0, { maxConnections: 2, headersTimeoutMs: 300, requestTimeoutMs: 600 });
+  const open = (): Promise<import('node:net').Socket> => new Promise((res, rej) => {
+    const s = connect(server.port, '127.0.0.1', () => res(s));
+    s.once('error', rej);
+  });
+  const closed = (s: import('node:net').Socket): Promise<string> => new Promise((res) => {
+    let got = '';
+    s.on('data', (d: Buffer) => { got += d.toString('latin1'); });
+    s.once('close', () => res(got));
+  });
+  try {
+    // Two sockets that never finish their headers hold the two connections.
+    const slow = [await open(), await open()];
+    for (const s of slow) s.write('GET /metrics HTTP/1.1\r\nHost: x\r\n');
+    const ended = slow.map(closed);
+    // A third is accepted by the kernel and closed at once by the server.
+    const third = await open();
+    assert.equal(await closed(third), '', 'the connection over the cap got nothing');
+    // The trickling ones are dropped (408 or a reset) well before the default 5 s / 10 s.
+    const replies = await Promise.all(ended);
+    for (const r of replies) assert.ok(r === '' || /^HTTP\/1\.1 408/.test(r), r);
+    // With them gone, a scrape works.
+    assert.equal((await fetch(server.url)).status, 200);
+  } finally {
+    await server.close();
+  }
+});
