@@ -20,6 +20,7 @@ import { CounterSampler, type CounterReader, type PathRef, type SampleRound, typ
 import type { Attribution, LateIoContext, SuspectEvidence } from './attribution';
 import type { LateObservation } from './policy';
 import { inflightTotal as total, type InflightCounts } from './sysfs-counters';
+import { checkDuration } from './policy-options';
 
 /** What the passive monitor saw, carried as a late observation's evidence. */
 export type PassiveEvidence =
@@ -109,7 +110,7 @@ export class PassiveMonitor {
   readonly #pending = new Set<Promise<void>>();
 
   constructor(options: PassiveOptions) {
-    if (!(options.timeoutMs > 0) || !Number.isFinite(options.timeoutMs)) throw new RangeError(`timeoutMs must be a finite number > 0, got ${options.timeoutMs}`);
+    checkDuration('timeoutMs', options.timeoutMs);
     const perTimeout = options.samplesPerTimeout ?? 4;
     if (!(perTimeout >= 4) || !Number.isFinite(perTimeout)) throw new RangeError(`samplesPerTimeout must be >= 4, got ${perTimeout}`);
     this.#o = options;

@@ -47,7 +47,8 @@ export function durationProblem(ms: number): string | null {
   return null;
 }
 
-function duration(name: string, v: number): number {
+/** `v` if it is a usable duration; throws RangeError naming `name` otherwise. */
+export function checkDuration(name: string, v: number): number {
   const problem = durationProblem(v);
   if (problem) throw new RangeError(`${name} ${problem}, got ${v}`);
   return v;
@@ -60,12 +61,12 @@ function count(name: string, v: number, min: number): number {
 
 /** Fills in defaults and validates; throws RangeError naming the bad option. */
 export function resolvePolicyOptions(input: PolicyOptionsInput): PolicyOptions {
-  const timeoutMs = duration('timeoutMs', input.timeoutMs);
-  const holdDownMs = duration('holdDownMs', input.holdDownMs ?? 2_000);
-  const maxHoldDownMs = duration('maxHoldDownMs', input.maxHoldDownMs ?? 300_000);
+  const timeoutMs = checkDuration('timeoutMs', input.timeoutMs);
+  const holdDownMs = checkDuration('holdDownMs', input.holdDownMs ?? 2_000);
+  const maxHoldDownMs = checkDuration('maxHoldDownMs', input.maxHoldDownMs ?? 300_000);
   if (maxHoldDownMs < holdDownMs) throw new RangeError(`maxHoldDownMs (${maxHoldDownMs}) must be >= holdDownMs (${holdDownMs})`);
-  const probeIntervalMs = duration('probeIntervalMs', input.probeIntervalMs ?? 1_000);
-  const maxProbeIntervalMs = duration('maxProbeIntervalMs', input.maxProbeIntervalMs ?? 30_000);
+  const probeIntervalMs = checkDuration('probeIntervalMs', input.probeIntervalMs ?? 1_000);
+  const maxProbeIntervalMs = checkDuration('maxProbeIntervalMs', input.maxProbeIntervalMs ?? 30_000);
   if (maxProbeIntervalMs < probeIntervalMs) {
     throw new RangeError(`maxProbeIntervalMs (${maxProbeIntervalMs}) must be >= probeIntervalMs (${probeIntervalMs})`);
   }
@@ -81,7 +82,7 @@ export function resolvePolicyOptions(input: PolicyOptionsInput): PolicyOptions {
     minUsablePaths: count('minUsablePaths', input.minUsablePaths ?? 1, 0),
     holdDownMs,
     maxHoldDownMs,
-    flapWindowMs: duration('flapWindowMs', input.flapWindowMs ?? 60_000),
+    flapWindowMs: checkDuration('flapWindowMs', input.flapWindowMs ?? 60_000),
     probeIntervalMs,
     maxProbeIntervalMs,
     reinstateAfter: count('reinstateAfter', input.reinstateAfter ?? 3, 1),

@@ -10,6 +10,7 @@
 // verdict on that path gets "hung" at once.
 import type { Clock } from './clock';
 import type { PathRef } from './counter-sampler';
+import { checkDuration } from './policy-options';
 
 /**
  * A direct read on one path device. It should settle only when the read is
@@ -79,7 +80,7 @@ export class ProbeRunner {
   issued = 0;
 
   constructor(clock: Clock, probe: ProbeRead, timeoutMs: number) {
-    if (!(timeoutMs > 0) || !Number.isFinite(timeoutMs)) throw new RangeError(`probe timeoutMs must be a finite number > 0, got ${timeoutMs}`);
+    checkDuration('probe timeoutMs', timeoutMs);
     this.#clock = clock;
     this.#probe = probe;
     this.#timeoutMs = timeoutMs;

@@ -21,6 +21,7 @@
 // O(1) for in-order stamps and O(disorder) otherwise, and keeps the head
 // exactly the earliest deadline.
 import type { Clock, TimerHandle } from './clock';
+import { checkDuration } from './policy-options';
 
 /** One tracked I/O, as the caller sees it. */
 export interface TrackedIo<T> {
@@ -129,7 +130,7 @@ class List<T> {
 }
 
 function checkTimeout(ms: number): number {
-  if (!(ms > 0) || !Number.isFinite(ms)) throw new RangeError(`timeoutMs must be a finite number > 0, got ${ms}`);
+  checkDuration('timeoutMs', ms);
   return ms;
 }
 

@@ -187,7 +187,7 @@ test('a bad timeout is refused when the TimedDevice is made', async () => {
   await withLoopDevice(MiB, async (loop) => {
     const device = await DirectDevice.open(loop.path);
     try {
-      assert.throws(() => new TimedDevice({ device, timeoutMs: 0 }), /timeoutMs must be a finite number > 0, got 0/);
+      assert.throws(() => new TimedDevice({ device, timeoutMs: 0 }), /timeoutMs must be at least 1 ms, got 0/);
       assert.throws(() => new TimedDevice({ device, timeoutMs: Infinity }), RangeError);
     } finally {
       await device.close();
