@@ -89,6 +89,14 @@ export interface WatchdogErrorEvent {
   fatal: boolean;
 }
 
+/** The watchdog stopped: asked to, or because its map was removed (with the error that showed it). */
+export interface WatchdogStoppedEvent {
+  map: string;
+  reason: 'stop' | 'map-removed';
+  /** For 'map-removed': the dm error that showed the map gone. */
+  error?: Error;
+}
+
 /** Event names and their payloads, for typed listeners. */
 export interface WatchdogEvents {
   'io-late': [IoLateEvent];
@@ -96,5 +104,5 @@ export interface WatchdogEvents {
   'path-reinstated': [PathReinstatedEvent];
   'last-path-kept': [LastPathKeptEvent];
   error: [WatchdogErrorEvent];
-  stopped: [{ map: string; reason: 'stop' | 'map-removed' }];
+  stopped: [WatchdogStoppedEvent];
 }

@@ -78,7 +78,7 @@ export {
 export { type PassiveEvidence, type PassiveMapWatch, type PassiveOptions, PassiveMonitor } from './passive';
 export { Watchdog } from './watchdog';
 export type { WatchdogOptions, WatchdogMode, WatchdogIoOptions, WatchdogIoResult, WatchdogStats, PathStats, PathAction } from './watchdog';
-export type { WatchdogEvents, EventPath, LateEvidence, IoLateEvent, PathFailedEvent, PathReinstatedEvent, LastPathKeptEvent, WatchdogErrorEvent } from './events';
+export type { WatchdogEvents, EventPath, LateEvidence, IoLateEvent, PathFailedEvent, PathReinstatedEvent, LastPathKeptEvent, WatchdogErrorEvent, WatchdogStoppedEvent } from './events';
 export { DmMessageActions, DryRunActions, type PathActions } from './actions';
 export { WriteFence } from './fence';
 export { PathProbeReader, type ProbeReaderOptions } from './probe-reader';

@@ -126,6 +126,7 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
   readonly #lastAction = new Map<PathId, PathAction>();
   readonly #tasks = new Set<Promise<unknown>>();
   #state: State = 'new';
+  #starting: Promise<void> | undefined;
   #stopped: Promise<void> | undefined;
   #mp: MultipathMap | undefined;
   #mapRef: PathRef | undefined;
@@ -168,18 +169,32 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
   }
 
   /** Opens the map and starts watching. Rejects (and leaves nothing running) when the map is missing or not multipath. */
-  async start(): Promise<void> {
-    if (this.#state !== 'new') throw new Error(`Watchdog for '${this.map}' was already started`);
+  start(): Promise<void> {
+    if (this.#state !== 'new') return Promise.reject(new Error(`Watchdog for '${this.map}' was already started`));
     this.#state = 'starting';
+    this.#starting = this.#start();
+    return this.#starting;
+  }
+
+  async #start(): Promise<void> {
+    // stop() while starting aborts: each step below checks, so start() rejects
+    // and unwinds what it opened instead of ending in 'running' after stop() resolved.
+    const stillStarting = (): void => {
+      if (this.#abort.signal.aborted) throw new Error(`Watchdog for '${this.map}' was stopped while starting`);
+    };
     try {
       const info = await this.#dm.info(this.map);
       this.#mapRef = { devno: `${info.major}:${info.minor}`, name: `dm-${info.minor}` };
+      stillStarting();
       this.#mp = await MultipathMap.open(this.#dm, this.map, this.#sysfs);
+      stillStarting();
       const actions = this.#o.actions;
       this.#actions = this.#o.dryRun ? new DryRunActions()
         : typeof actions === 'object' ? actions
           : await chooseActions(this.#mp, { prefer: actions ?? 'auto', ...this.#sysfs });
+      stillStarting();
       await this.#applyStatus(await this.#mp.status(), true);
+      stillStarting();
       const timeoutMs = this.#opts.timeoutMs;
       if (this.mode !== 'passive') {
         const device = await DirectDevice.open(await this.#dm.devicePath(this.map), {
@@ -189,6 +204,7 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
         this.#io = new TimedDevice({
           device, timeoutMs, clock: this.#clock, hedgeReads: this.#o.hedgeReads === true, onLate: (late) => this.#onLate(late),
         });
+        stillStarting();
       }
       this.#recovery = new ProbeRunner(this.#clock, this.#probeReader.read, timeoutMs);
       const attributorOptions = { clock: this.#clock, probe: this.#probeReader.read, probeTimeoutMs: timeoutMs, ...this.#sysfs };
@@ -220,6 +236,7 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
       else this.#sampler.start();
       if (this.#opts.slowFactor !== null) this.#armWindow();
       this.#task(this.#watchEvents());
+      stillStarting();
       this.#state = 'running';
     } catch (e) {
       this.#state = 'stopping';
@@ -233,8 +250,12 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
   stop(options: { signal?: AbortSignal } = {}): Promise<void> {
     if (this.#stopped) return this.#stopped;
     const wasRunning = this.#state === 'running';
+    // Starting: abort it, let start() unwind (it rejects), then tear down what is left.
+    const starting = this.#state === 'starting' ? this.#starting : undefined;
+    this.#abort.abort();
     this.#state = 'stopping';
-    this.#stopped = this.#teardown(options.signal).then(() => {
+    const settled = starting ? starting.then(() => undefined, () => undefined) : Promise.resolve();
+    this.#stopped = settled.then(() => this.#teardown(options.signal)).then(() => {
       this.#state = 'stopped';
       if (wasRunning) this.emit('stopped', { map: this.map, reason: 'stop' });
     });
@@ -530,12 +551,15 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
 
   #mapRemoved(e: Error): void {
     if (this.#state !== 'running') return;
-    this.emit('error', { map: this.map, during: 'dm-status', error: e, fatal: true });
+    // State first: a listener (or none: emit('error') with no listener throws)
+    // must never leave the watchdog 'running' on a map that is gone. 'stopped'
+    // carries the error too, for a host that listens to that alone.
     this.#state = 'stopping';
     this.#stopped = this.#teardown().then(() => {
       this.#state = 'stopped';
-      this.emit('stopped', { map: this.map, reason: 'map-removed' });
+      this.emit('stopped', { map: this.map, reason: 'map-removed', error: e });
     });
+    if (this.listenerCount('error') > 0) this.emit('error', { map: this.map, during: 'dm-status', error: e, fatal: true });
   }
 
   async #watchEvents(): Promise<void> {

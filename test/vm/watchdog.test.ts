@@ -9,6 +9,7 @@ import { dmsetup, forceCleanup } from './helpers/dm';
 import { scsiDebugDisks, sectors } from './helpers/scsi';
 import { record, type Recorded } from './helpers/events';
 import { ChecksummedBlocks } from '../../lib/cli/verified-blocks';
+import { within } from '../helpers/within';
 
 const BLOCK = 4096;
 
@@ -64,7 +65,7 @@ test('bad input: a missing map, a map that is not multipath, bad options, I/O be
   } finally {
     await forceCleanup('mpw-wd-linear');
   }
-  assert.throws(() => new Watchdog({ map: 'x', timeoutMs: 0 }), /timeoutMs must be a finite number > 0, got 0/);
+  assert.throws(() => new Watchdog({ map: 'x', timeoutMs: 0 }), /timeoutMs must be at least 1 ms, got 0/);
   assert.throws(() => new Watchdog({ map: 'x', timeoutMs: 500, failAfter: 0 }), /failAfter/);
   assert.throws(() => new Watchdog({ map: '', timeoutMs: 500 }), /map must be a dm device name/);
   assert.throws(() => new Watchdog({ map: 'x', timeoutMs: 500 }).alloc(4096), /is not running \(new\)/);
@@ -229,6 +230,51 @@ test('passive mode: a hang under another process\'s reads fails the path', { tim
       await wd.stop();
     }
   });
+});
+
+test('stop() while start() runs: start rejects, and no watchdog is left to fail a path', { timeout: 180_000 }, async () => {
+  await withRig('mpw-wd-stopstart', async (rig) => {
+    const [pa] = rig.paths;
+    const { execa } = await import('execa');
+    const wd = new Watchdog({ map: rig.map, timeoutMs: 500, mode: 'passive' });
+    const ev = record(wd);
+    const started = wd.start();
+    const stopped = wd.stop();
+    await assert.rejects(started, /was stopped while starting/);
+    await stopped;
+    assert.equal(wd.stats().running, false);
+    // Another process's reads hang on path A: a watchdog still running would fail it within a second.
+    await rig.hang(pa);
+    const reader = execa('sh', ['-c', `while :; do dd if=${rig.mapPath} of=/dev/null bs=4096 count=64 iflag=direct 2>/dev/null; done`], { reject: false });
+    try {
+      await new Promise((r) => setTimeout(r, 3000));
+      assert.equal(await pathState(rig.map, pa.devno), 'A', 'nobody failed the hung path');
+      assert.equal(ev['path-failed'].length, 0);
+    } finally {
+      await rig.heal(pa);
+      reader.kill('SIGKILL');
+      await reader;
+    }
+  });
+});
+
+test("the map removed under a watchdog with no 'error' listener: nothing throws, it stops with reason map-removed", { timeout: 120_000 }, async () => {
+  const rig = await createRig('mpw-wd-removed');
+  // Passive: an active watchdog holds the map open, and dm refuses to remove an open map.
+  const wd = new Watchdog({ map: rig.map, timeoutMs: 500, mode: 'passive' });
+  try {
+    const stopped = new Promise<{ reason: string; error?: Error }>((res) => wd.once('stopped', res));
+    await wd.start();
+    assert.equal(wd.listenerCount('error'), 0);
+    await rig.teardown();
+    const ev = await within('the stopped event', stopped, 30_000);
+    assert.equal(ev.reason, 'map-removed');
+    assert.ok(ev.error instanceof Error, 'stopped carries the error that showed the map gone');
+    assert.equal(wd.stats().running, false);
+  } finally {
+    await wd.stop();
+    await rig.teardown();
+  }
 });
 
 test('no false positives: a request-based map over the SCSI paths under 30 s of healthy load fails nothing', { timeout: 180_000 }, async () => {
