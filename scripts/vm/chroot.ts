@@ -13,7 +13,7 @@ import { mkdir } from 'node:fs/promises';
 import { constants } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { EXIT_DEADLINE, EXIT_RUNNER_FAILURE, VmError } from './errors';
+import { EXIT_DEADLINE, EXIT_RUNNER_FAILURE, VmError, runMain } from './errors';
 import { passedEnv } from './passed-env';
 import { checkPlainPath } from './plain-path';
 import { ROOTS, ensureRoot } from './root';
@@ -109,13 +109,4 @@ async function main(argv: string[]): Promise<number> {
   return runInRoot(name, positionals, deadline * 1000, env);
 }
 
-if (require.main === module) {
-  main(process.argv.slice(2)).then(
-    (code) => { process.exitCode = code; },
-    (err: unknown) => {
-      const vmErr = err instanceof VmError ? err : undefined;
-      process.stderr.write(`chroot: error: ${vmErr ? vmErr.message : (err as Error)?.stack ?? String(err)}\n`);
-      process.exitCode = vmErr?.exitCode ?? EXIT_RUNNER_FAILURE;
-    },
-  );
-}
+if (require.main === module) runMain('chroot', main);

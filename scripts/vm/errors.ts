@@ -13,3 +13,15 @@ export class VmError extends Error {
 export const EXIT_DEADLINE = 124;
 /** Exit status when the VM could not be prepared, booted or set up. */
 export const EXIT_RUNNER_FAILURE = 125;
+
+/** Runs a runner command's main: its resolved status becomes the exit code; a VmError prints one line with its own status, anything else its stack. */
+export function runMain(prefix: string, main: (argv: string[]) => Promise<number>): void {
+  main(process.argv.slice(2)).then(
+    (code) => { process.exitCode = code; },
+    (err: unknown) => {
+      const vmErr = err instanceof VmError ? err : undefined;
+      process.stderr.write(`${prefix}: error: ${vmErr ? vmErr.message : (err as Error)?.stack ?? String(err)}\n`);
+      process.exitCode = vmErr?.exitCode ?? EXIT_RUNNER_FAILURE;
+    },
+  );
+}

@@ -6,7 +6,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { EXIT_RUNNER_FAILURE, VmError } from './errors';
+import { VmError, runMain } from './errors';
 import { ensureInitramfs } from './initramfs';
 import { buildInRoot, rootBuildDir } from './chroot';
 import { checkPlainPath } from './plain-path';
@@ -167,13 +167,4 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-if (require.main === module) {
-  main(process.argv.slice(2)).then(
-    (code) => { process.exitCode = code; },
-    (err: unknown) => {
-      const vmErr = err instanceof VmError ? err : undefined;
-      process.stderr.write(`vm: error: ${vmErr ? vmErr.message : (err as Error)?.stack ?? String(err)}\n`);
-      process.exitCode = vmErr?.exitCode ?? EXIT_RUNNER_FAILURE;
-    },
-  );
-}
+if (require.main === module) runMain('vm', main);

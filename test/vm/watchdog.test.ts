@@ -45,6 +45,11 @@ function readLoad(wd: Watchdog, depth: number, blocks: number) {
   };
 }
 
+/** Another process's O_DIRECT reads of `blocks` blocks of the map, over and over, until killed (execa is ESM: passed in). */
+function otherProcessReads(execa: typeof import('execa', { with: { 'resolution-mode': 'import' } }).execa, mapPath: string, blocks: number) {
+  return execa('sh', ['-c', `while :; do dd if=${mapPath} of=/dev/null bs=4096 count=${blocks} iflag=direct 2>/dev/null; done`], { reject: false });
+}
+
 async function withRig(prefix: string, fn: (rig: Rig) => Promise<void>): Promise<void> {
   const rig = await createRig(prefix);
   try {
@@ -215,7 +220,7 @@ test('passive mode: a hang under another process\'s reads fails the path', { tim
     const wd = new Watchdog({ map: rig.map, timeoutMs: 1000, mode: 'passive' });
     const ev = record(wd);
     await wd.start();
-    const reader = execa('sh', ['-c', `while :; do dd if=${rig.mapPath} of=/dev/null bs=4096 count=256 iflag=direct 2>/dev/null; done`], { reject: false });
+    const reader = otherProcessReads(execa, rig.mapPath, 256);
     try {
       await new Promise((r) => setTimeout(r, 1500));
       assert.equal(ev['path-failed'].length, 0, 'nothing failed under healthy load');
@@ -245,7 +250,7 @@ test('stop() while start() runs: start rejects, and no watchdog is left to fail 
     assert.equal(wd.stats().running, false);
     // Another process's reads hang on path A: a watchdog still running would fail it within a second.
     await rig.hang(pa);
-    const reader = execa('sh', ['-c', `while :; do dd if=${rig.mapPath} of=/dev/null bs=4096 count=64 iflag=direct 2>/dev/null; done`], { reject: false });
+    const reader = otherProcessReads(execa, rig.mapPath, 64);
     try {
       await new Promise((r) => setTimeout(r, 3000));
       assert.equal(await pathState(rig.map, pa.devno), 'A', 'nobody failed the hung path');
