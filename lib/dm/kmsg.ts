@@ -27,7 +27,7 @@ const NAMES_A_DEVICE = /\b\d+:\d+:/;
 export function pickDmComplaint(records: readonly KmsgRecord[], sinceUsec: number, devno?: string): string | undefined {
   const recent = records.filter((r) => r.usec >= sinceUsec && r.text.startsWith('device-mapper:'));
   // With a devno: its own lines, else the lines that name no device; never another device's.
-  const own = devno === undefined ? [] : recent.filter((r) => r.text.includes(`${devno}:`));
+  const own = devno === undefined ? [] : recent.filter((r) => new RegExp(`(^|[^0-9])${devno.replace('.', '\\.')}:`).test(r.text));
   const chosen = devno === undefined ? recent : own.length > 0 ? own : recent.filter((r) => !NAMES_A_DEVICE.test(r.text));
   if (chosen.length === 0) return undefined;
   return chosen
@@ -61,7 +61,8 @@ async function readKmsg(): Promise<KmsgRecord[]> {
       if (rec) out.push(rec);
     }
   } finally {
-    await fh.close();
+    // A failing close must not replace the DmError this read only explains.
+    await fh.close().catch(() => undefined);
   }
   return out;
 }

@@ -23,6 +23,8 @@ export interface ProbeReaderOptions {
  */
 export class PathProbeReader {
   readonly #devices = new Map<string, Promise<DirectDevice>>();
+  /** Dropped devices whose close may still wait for a probe held by the kernel: close() sees to them too. */
+  readonly #retired = new Set<Promise<DirectDevice>>();
   readonly #o: ProbeReaderOptions;
   #closed = false;
 
@@ -66,13 +68,14 @@ export class PathProbeReader {
     const key = `${path.devno} ${path.name}`;
     if (this.#devices.get(key) !== opened) return;
     this.#devices.delete(key);
-    opened.then((d) => d.close(), () => undefined).catch(() => undefined);
+    this.#retired.add(opened);
+    opened.then((d) => d.close(), () => undefined).catch(() => undefined).finally(() => this.#retired.delete(opened));
   }
 
   /** Closes the path devices and refuses later probes; probes still held by the kernel keep their buffers until it lets go. */
   async close(signal?: AbortSignal): Promise<void> {
     this.#closed = true;
-    const devs = [...this.#devices.values()];
+    const devs = [...this.#devices.values(), ...this.#retired];
     this.#devices.clear();
     await Promise.allSettled(devs.map(async (d) => (await d).close(signal ? { signal } : {})));
   }

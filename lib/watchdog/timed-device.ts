@@ -10,7 +10,7 @@
 // benchmark measures: it is a non-async function with one `then` and no
 // object spread, so each I/O costs a tracker node, its data and one result
 // object on top of the bare device.
-import { DeviceClosedError, type DirectDevice, type IoResult } from '../io';
+import { DeviceClosedError, IoArgumentError, type DirectDevice, type IoResult } from '../io';
 import { SystemClock, type Clock } from './clock';
 import { WriteFence } from './fence';
 import { LogHistogram } from './histogram';
@@ -302,6 +302,15 @@ export class TimedDevice {
             }
             settled = true;
             signal?.removeEventListener('abort', onAbort);
+            if (buf.byteLength !== length) {
+              // The caller's ArrayBuffer was transferred away meanwhile: the data has nowhere to go.
+              this.#release(bounce);
+              this.#tracker.done(io);
+              reject(new IoArgumentError({
+                reason: 'buffer-detached', device: dev.path, offset, length, alignment: dev.logicalBlockSize, size: dev.size,
+              }));
+              return;
+            }
             // Pooled buffers have exactly `length` bytes: no subarray view to allocate.
             buf.set(bounce);
             this.#release(bounce);

@@ -248,10 +248,13 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
 
   /** Stops watching and closes the devices; resolves when our in-flight I/O drained, or rejects on `signal` (the kernel keeps its buffers). */
   stop(options: { signal?: AbortSignal } = {}): Promise<void> {
-    if (this.#stopped) return this.#stopped;
+    if (this.#stopped) {
+      // Already stopping (the map was removed, or an earlier stop): this call's signal still bounds its wait.
+      return options.signal ? this.#teardown(options.signal).then(() => this.#stopped) : this.#stopped;
+    }
     const wasRunning = this.#state === 'running';
-    // Starting: abort it, let start() unwind (it rejects), then tear down what is left.
-    const starting = this.#state === 'starting' ? this.#starting : undefined;
+    // start() not settled (running its steps, or unwinding a failure): let it finish, then tear down what is left.
+    const starting = this.#starting;
     this.#abort.abort();
     this.#state = 'stopping';
     const settled = starting ? starting.then(() => undefined, () => undefined) : Promise.resolve();

@@ -8,6 +8,7 @@
 #include <condition_variable>
 #include <deque>
 #include <mutex>
+#include <new>
 #include <system_error>
 #include <thread>
 #include <vector>
@@ -48,6 +49,9 @@ class ThreadBackend final : public Backend, public std::enable_shared_from_this<
           threads_.emplace_back([self = shared_from_this()] { self->Work(); });
         } catch (const std::system_error& e) {
           thread_errno_ = e.code().value() > 0 ? e.code().value() : EAGAIN;
+          break;
+        } catch (const std::bad_alloc&) {
+          thread_errno_ = ENOMEM;
           break;
         }
         want--;

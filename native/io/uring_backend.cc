@@ -26,6 +26,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <future>
+#include <new>
 #include <system_error>
 #include <thread>
 #include <vector>
@@ -130,6 +131,9 @@ class UringBackend final : public Backend, public std::enable_shared_from_this<U
     } catch (const std::system_error& e) {
       *syscall = "pthread_create";
       return e.code().value() > 0 ? -e.code().value() : -EAGAIN;
+    } catch (const std::bad_alloc&) {
+      *syscall = "pthread_create";
+      return -ENOMEM;
     }
     int r = result.get();
     if (r < 0) {

@@ -48,7 +48,8 @@ test('serveMetrics: /metrics in the Prometheus text format, 404 elsewhere, close
 test('serveMetrics: a connection cap, and a client that trickles its headers is cut off', { timeout: 20_000 }, async () => {
   const { connect } = await import('node:net');
   const m = new WatchdogMetrics();
-  const server = await serveMetrics(m.registry, '127.0.0.1', 0, { maxConnections: 2, headersTimeoutMs: 300, requestTimeoutMs: 600 });
+  // A long request and idle timeout, a short headers one: the trickling sockets must fall to the latter.
+  const server = await serveMetrics(m.registry, '127.0.0.1', 0, { maxConnections: 2, headersTimeoutMs: 300, requestTimeoutMs: 8000 });
   const open = (): Promise<import('node:net').Socket> => new Promise((res, rej) => {
     const s = connect(server.port, '127.0.0.1', () => res(s));
     s.once('error', rej);
@@ -66,9 +67,12 @@ test('serveMetrics: a connection cap, and a client that trickles its headers is 
     // A third is accepted by the kernel and closed at once by the server.
     const third = await open();
     assert.equal(await closed(third), '', 'the connection over the cap got nothing');
-    // The trickling ones are dropped (408 or a reset) well before the default 5 s / 10 s.
+    // The trickling ones are dropped by the headers timeout (408), long before the 8 s request and idle one.
+    const t0 = performance.now();
     const replies = await Promise.all(ended);
-    for (const r of replies) assert.ok(r === '' || /^HTTP\/1\.1 408/.test(r), r);
+    const waited = performance.now() - t0;
+    for (const r of replies) assert.match(r, /^HTTP\/1\.1 408/);
+    assert.ok(waited < 6000, `dropped after ${waited.toFixed(0)} ms: by the request timeout, not the headers one`);
     // With them gone, a scrape works.
     assert.equal((await fetch(server.url)).status, 200);
   } finally {

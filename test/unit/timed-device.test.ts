@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { DeviceClosedError, DirectDevice } from '../../lib/io';
+import { DeviceClosedError, DirectDevice, IoArgumentError } from '../../lib/io';
 import { FakeClock } from '../../lib/watchdog/fake-clock';
 import { TimedDevice, type TimedDeviceOptions, type TimedIo, type TimedIoData } from '../../lib/watchdog/timed-device';
 import type { LateIo } from '../../lib/watchdog/tracker';
@@ -223,4 +223,22 @@ test('the hedging bounce pool stays under 16 MiB whatever the mix of read length
   });
   const held = (await settle()) - external0;
   assert.ok(held < 4 * MiB, `external memory still held after close and GC: ${held} bytes`);
+});
+
+test('a hedged read whose buffer is transferred away in flight rejects with buffer-detached, and its deadline is cleared', { timeout: 10_000 }, async () => {
+  const late: TimedIo[] = [];
+  const clock = new FakeClock(0);
+  await withTimed({ timeoutMs: 50, clock, hedgeReads: true, onLate: (l) => late.push(...l.map((x) => x.io)) }, async (t) => {
+    const mine = new Uint8Array(BLOCK);
+    const p = t.read(mine, 0).then(() => undefined, (e: unknown) => e);
+    structuredClone(mine.buffer, { transfer: [mine.buffer] });
+    const err = await p;
+    assert.ok(err instanceof IoArgumentError, String(err));
+    assert.equal(err.reason, 'buffer-detached');
+    // Nothing is left in flight to go late (it did: an entry stayed and fired io-late).
+    clock.advance(1000);
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(late, []);
+    assert.equal(t.stats().inflight, 0);
+  });
 });
