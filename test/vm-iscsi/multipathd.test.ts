@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import {
   DeviceMapper, MultipathdActions, MultipathdClient, MultipathdError, Watchdog, detectMultipathd,
 } from '../../lib/index';
-import { dmPathState, useRoundRobinMap, waitFor, type Multipathd } from './helpers/iscsi';
+import { dmPath, dmPathState, useRoundRobinMap, waitFor, type Multipathd } from './helpers/iscsi';
 import { PortalFaults } from './helpers/portal-faults';
 import { record, type Recorded } from '../vm/helpers/events';
 
@@ -48,9 +48,14 @@ test('the client against the real daemon: maps, paths, detection, refusals', asy
 
 test('a raw dm fail_path is undone by multipathd\'s checker: why cooperation is needed', { timeout: 60_000 }, async () => {
   const [pa] = rig().disks;
-  await dm.message(rig().name, `fail_path ${pa.devno}`);
-  assert.equal(await dmPathState(rig().map, pa.devno), 'failed');
+  const before = await dmPath(rig().map, pa.devno);
+  assert.ok(before, `${pa.devno} in the map`);
   const t0 = performance.now();
+  await dm.message(rig().name, `fail_path ${pa.devno}`);
+  // The kernel failed it: its fail count went up. (Its state may already be back to
+  // active: multipathd 0.11 can reinstate on the dm event itself, before a status read.)
+  const after = await dmPath(rig().map, pa.devno);
+  assert.equal(after?.failCount, before.failCount + 1, `fail count ${before.failCount} -> ${after?.failCount}`);
   // Bounded at 10 polling intervals: the checker sees a path that answers and reinstates it.
   await waitFor('multipathd to reinstate the path failed behind its back', async () => (await dmPathState(rig().map, pa.devno)) === 'active', 10 * POLL_S * 1000, 100);
   console.log(`# dm fail_path of ${pa.name} undone by multipathd after ${((performance.now() - t0) / 1000).toFixed(1)} s (polling_interval ${POLL_S} s)`);

@@ -169,8 +169,14 @@ export async function waitForMap(mpd: Multipathd, disks: readonly LioDisk[], ms 
 
 /** The path's state in the map's dm status (through the ioctl: cheap enough to sample every 100 ms), undefined when absent. */
 export async function dmPathState(map: MultipathMap, devno: string): Promise<PathState | undefined> {
+  return (await dmPath(map, devno))?.state;
+}
+
+/** The path's state and the kernel's cumulative fail count for it (dm-mpath's fail_count, which never goes back). */
+export async function dmPath(map: MultipathMap, devno: string): Promise<{ state: PathState; failCount: number } | undefined> {
   const status = await map.status();
-  return status.groups.flatMap((g) => g.paths).find((p) => p.device === devno)?.state;
+  const p = status.groups.flatMap((g) => g.paths).find((x) => x.device === devno);
+  return p ? { state: p.state, failCount: p.failCount } : undefined;
 }
 
 /** open-iscsi session timers (iscsid.conf names). */
