@@ -53,7 +53,7 @@ test('a raw dm fail_path is undone by multipathd\'s checker: why cooperation is 
   const t0 = performance.now();
   await dm.message(rig().name, `fail_path ${pa.devno}`);
   // The kernel failed it: its fail count went up. (Its state may already be back to
-  // active: multipathd 0.11 can reinstate on the dm event itself, before a status read.)
+  // active: multipathd 0.11 once undid it within 170 ms, before the first status read.)
   const after = await dmPath(rig().map, pa.devno);
   assert.equal(after?.failCount, before.failCount + 1, `fail count ${before.failCount} -> ${after?.failCount}`);
   // Bounded at 10 polling intervals: the checker sees a path that answers and reinstates it.
