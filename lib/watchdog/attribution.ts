@@ -5,15 +5,19 @@
 // is a suspect. The baseline is the last periodic snapshot taken before the
 // submit (CounterSampler), so attribution costs nothing per I/O.
 //
-// One suspect is conclusive. Zero or several are not, and zero is the normal
-// case in the dm fault rigs: a bio held by a suspended or delaying dm path
-// device is not counted in that device's inflight (DESIGN.md, "Where a stuck
-// I/O shows in sysfs"). Then every usable path gets a direct probe read with
-// its own deadline, in parallel; a probe that misses its deadline, fails, or
-// is still hung from an earlier attribution names its path. The map's own
-// counters go into the details: map in-flight beyond the paths' sum is I/O
-// held above the path queues, which is why empty path counters are not read
-// as "healthy".
+// The counters corroborate; they never decide alone. A healthy path that has
+// just taken one I/O reads "in flight, no completion since" too, while a hung
+// path can read idle: a bio held by a dm path device is not counted in its
+// inflight, and a blocked iSCSI session requeues its requests out of the
+// disk's counters. So every usable path gets a direct probe read with its own
+// deadline, in parallel, and a path is named only on its own probe: one that
+// misses its deadline, fails, or is still hung from an earlier attribution.
+// Elimination (every other path answered fast, this one is still silent) may
+// cut the wait short only for a path whose counters read stuck; any other
+// silent path waits out its deadline, since a healthy but slower path would
+// otherwise be named for I/O that is not on it. The map's own counters go
+// into the details: map in-flight beyond the paths' sum is I/O held above the
+// path queues, which is why empty path counters are not read as "healthy".
 import type { Clock, TimerHandle } from './clock';
 import type { CounterReader, PathRef } from './counter-sampler';
 import { readCounters, inflightTotal as total, type CounterSnapshot, type InflightCounts } from './sysfs-counters';
@@ -166,13 +170,13 @@ export class Attributor {
   }
 
   /**
-   * Probe verdicts for every path, cut short by elimination: the late I/O is
-   * stuck on some usable path, so once all paths but one answered fast and that
-   * one is still silent well past them (4x the slowest fast answer, and at least
-   * a quarter of the probe deadline), it is named without waiting out the whole
-   * deadline. Its probe stays on record, so a later attribution sees it hung.
+   * Probe verdicts for every path, cut short by elimination: once all paths but
+   * one answered fast and that one, whose counters read stuck, is still silent
+   * well past them (4x the slowest fast answer, and at least a quarter of the
+   * probe deadline), it is named without waiting out the whole deadline. Its
+   * probe stays on record, so a later attribution sees it hung.
    */
-  #verdicts(paths: readonly PathRef[]): Promise<ProbeVerdict[]> {
+  #verdicts(paths: readonly PathRef[], corroborated: readonly boolean[]): Promise<ProbeVerdict[]> {
     const pending = paths.map((p) => this.#probes.verdict(p));
     if (paths.length < 2) return Promise.all(pending);
     return new Promise<ProbeVerdict[]>((resolve) => {
@@ -194,6 +198,8 @@ export class Attributor {
           const open = results.filter((r) => r === undefined).length;
           if (open === 0) return finish();
           if (open !== 1 || timer !== null || !results.every((r) => r === undefined || r.kind === 'fast')) return;
+          // Uncorroborated, the silent path waits out its own deadline.
+          if (!corroborated[results.findIndex((r) => r === undefined)]) return;
           slowestFastMs = Math.max(...results.map((r) => (r?.kind === 'fast' ? r.latencyMs : 0)));
           armedAt = this.#clock.now();
           timer = this.#clock.setTimer(armedAt + Math.max(4 * slowestFastMs, this.#probeTimeoutMs / 4), finish);
@@ -216,25 +222,19 @@ export class Attributor {
       details: { submitMs: late.submitMs, startedAtMs, finishedAtMs: this.#clock.now(), reason, paths, map },
     });
 
-    const stuck = views.filter((v) => v.sysfs.kind === 'counters' && v.sysfs.reading === 'stuck');
-    const sysfsSuspects = stuck.map((v): Suspect => {
-      const s = v.sysfs as Extract<SysfsView, { kind: 'counters' }>;
-      const { inflight, completionsSince, baselineAtMs, sampledAtMs } = s;
-      return { path: v.path, evidence: { kind: 'sysfs', inflight, completionsSince, baselineAtMs, sampledAtMs } };
-    });
+    const isStuck = views.map((v) => v.sysfs.kind === 'counters' && v.sysfs.reading === 'stuck');
+    const stuck = isStuck.filter(Boolean).length;
     if (late.paths.length === 0) return finish([], 'none', 'the map has no usable path', views);
-    if (sysfsSuspects.length === 1) return finish(sysfsSuspects, 'sysfs', 'one path has I/O in flight and no completion since the submit', views);
 
-    const verdicts = await this.#verdicts(late.paths);
+    const verdicts = await this.#verdicts(late.paths, isStuck);
     const probed = views.map((v, i) => ({ ...v, probe: verdicts[i]! }));
     const probeSuspects = probed
       .filter((v) => isSuspectVerdict(v.probe))
       .map((v): Suspect => ({ path: v.path, evidence: { kind: 'probe', verdict: v.probe, sysfs: v.sysfs } }));
-    const why = sysfsSuspects.length === 0 ? 'no path shows stuck I/O in its counters' : `${sysfsSuspects.length} paths show stuck I/O in their counters`;
+    const why = stuck === 0 ? 'no path shows stuck I/O in its counters' : `${stuck} path${stuck === 1 ? ' shows' : 's show'} stuck I/O in the counters`;
     const held = map?.kind === 'counters' && map.heldAbovePaths !== null && map.heldAbovePaths > 0 ? ` (map holds ${map.heldAbovePaths} I/O above the path queues)` : '';
     if (probeSuspects.length > 0) return finish(probeSuspects, 'probe', `${why}${held}; probes name ${probeSuspects.length}`, probed);
-    // Every probe was fast: the counters are the only evidence left.
-    if (sysfsSuspects.length > 0) return finish(sysfsSuspects, 'sysfs', `${why}; every probe was fast`, probed);
+    // Every probe was fast: the counters alone name no path.
     return finish([], 'none', `${why}${held}; every probe was fast`, probed);
   }
 

@@ -1,6 +1,6 @@
 // Attribution on a fake sysfs tree with a fake clock and a scripted probe:
-// the counters decide when they can, probes when they cannot, and a hung
-// probe is never sent twice.
+// probes decide, the counters only corroborate (they let elimination cut a
+// probe short), and a hung probe is never sent twice.
 import { test, beforeEach, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { FakeSysfs } from './helpers/fake-sysfs';
@@ -46,22 +46,70 @@ function probeEvidence(e: SuspectEvidence | undefined): Extract<SuspectEvidence,
   return e;
 }
 
-test('one path in flight with no completion since the submit: sysfs names it, no probe is sent', async () => {
+test('one path in flight with no completion since the submit: its counters corroborate, and elimination names it once the other path answered', async () => {
   const submitMs = clock.now();
   await fs.set(A.name, { inflight: [1, 0] });
   await fs.set(B.name, { inflight: [2, 0] });
   await fs.complete(B.name, 7);
   await fs.set(MAP.name, { inflight: [3, 0] });
   clock.advance(TIMEOUT);
-  const r = await attributor.attribute({ submitMs, map: MAP, paths: [A, B] });
-  assert.equal(r.method, 'sysfs');
+  probe.script(B.devno, { latencyMs: 2 });
+  const sentA = probe.called(A.devno);
+  const pending = attributor.attribute({ submitMs, map: MAP, paths: [A, B] });
+  await sentA;
+  await drain();
+  clock.advance(TIMEOUT / 4);
+  const r = await pending;
+  assert.equal(r.method, 'probe');
   assert.deepStrictEqual(suspectNames(r), ['dm-1']);
-  assert.deepStrictEqual(r.suspects[0]!.evidence, { kind: 'sysfs', inflight: { reads: 1, writes: 0 }, completionsSince: 0, baselineAtMs: 1000, sampledAtMs: 1510 });
+  const e = probeEvidence(r.suspects[0]?.evidence);
+  assert.equal(e.verdict.kind, 'outlasted');
+  assert.deepStrictEqual(e.sysfs, { kind: 'counters', inflight: { reads: 1, writes: 0 }, completionsSince: 0, baselineAtMs: 1000, sampledAtMs: 1510, reading: 'stuck' });
   const b = r.details.paths[1]!.sysfs;
   assert.ok(b.kind === 'counters' && b.reading === 'progressing' && b.completionsSince === 7, JSON.stringify(b));
   assert.deepStrictEqual(r.details.map, { kind: 'counters', inflight: { reads: 3, writes: 0 }, completionsSince: 0, heldAbovePaths: 0 });
-  assert.equal(probe.calls.length, 0);
+  assert.equal(probe.calls.length, 2, 'both paths were probed: the counters alone decide nothing');
   assert.equal(r.details.submitMs, submitMs);
+});
+
+test('a healthy path whose counters read stuck is not named while it answers; the idle silent path is, at its own deadline', async () => {
+  // A has just taken one I/O (in flight, no completion since); B is the hung
+  // path and reads idle, as a blocked iSCSI session or a dm-held bio does.
+  const submitMs = clock.now();
+  await fs.set(A.name, { inflight: [1, 0] });
+  await fs.set(MAP.name, { inflight: [2, 0] });
+  clock.advance(TIMEOUT);
+  probe.script(A.devno, { latencyMs: 2 });
+  const sentB = probe.called(B.devno);
+  let done = false;
+  const pending = attributor.attribute({ submitMs, map: MAP, paths: [A, B] }).finally(() => { done = true; });
+  await sentB;
+  await drain();
+  clock.advance(TIMEOUT / 4);
+  await drain();
+  assert.equal(done, false, 'no elimination for a path its counters do not corroborate');
+  clock.advance(TIMEOUT);
+  const r = await pending;
+  assert.deepStrictEqual(suspectNames(r), ['dm-2'], 'before: dm-1 was named from its counters, with no probe');
+  assert.equal(probeEvidence(r.suspects[0]?.evidence).verdict.kind, 'timeout');
+});
+
+test('a healthy path slower than a quarter of the deadline is not named by elimination', async () => {
+  // A 300 ms path under a 1 s timeout was named 'outlasted' when the other answered at once.
+  const submitMs = clock.now();
+  probe.script(B.devno, { latencyMs: 2 });
+  const sentA = probe.called(A.devno);
+  const pending = attributor.attribute({ submitMs, map: MAP, paths: [A, B] });
+  const callA = await sentA;
+  await drain();
+  clock.advance(TIMEOUT / 4);
+  await drain();
+  clock.advance(TIMEOUT / 8);
+  callA.resolve((3 * TIMEOUT) / 8);
+  const r = await pending;
+  assert.equal(r.method, 'none');
+  assert.deepStrictEqual(r.suspects, []);
+  assert.deepStrictEqual(r.details.paths[0]!.probe, { kind: 'fast', latencyMs: (3 * TIMEOUT) / 8, timeoutMs: TIMEOUT });
 });
 
 test('the baseline is the last sample before the submit, not a later one', async () => {
@@ -76,13 +124,19 @@ test('the baseline is the last sample before the submit, not a later one', async
   clock.advance(TIMEOUT);
   await sampler.settled();
   sampler.stop();
-  const r = await attributor.attribute({ submitMs, map: null, paths: [A, B] });
-  assert.equal(r.method, 'sysfs');
-  const e = r.suspects[0]?.evidence;
-  assert.ok(e?.kind === 'sysfs' && e.baselineAtMs === 1135, JSON.stringify(e));
+  probe.script(B.devno, { latencyMs: 1 });
+  const sentA = probe.called(A.devno);
+  const pending = attributor.attribute({ submitMs, map: null, paths: [A, B] });
+  await sentA;
+  await drain();
+  clock.advance(TIMEOUT / 4);
+  const r = await pending;
+  assert.equal(r.method, 'probe');
+  const e = probeEvidence(r.suspects[0]?.evidence);
+  assert.ok(e.sysfs.kind === 'counters' && e.sysfs.reading === 'stuck' && e.sysfs.baselineAtMs === 1135, JSON.stringify(e.sysfs));
 });
 
-test('nothing in any path counter (the dm rig): probes decide, and the one still silent well after the others answered is named by elimination', async () => {
+test('nothing in any path counter (the dm rig): probes decide, and the one still silent is named at its own deadline, not by elimination', async () => {
   const submitMs = clock.now();
   await fs.set(MAP.name, { inflight: [1, 0] });
   probe.script(B.devno, { latencyMs: 2 });
@@ -91,19 +145,17 @@ test('nothing in any path counter (the dm rig): probes decide, and the one still
   const callA = await sentA;
   assert.equal(callA.signal.aborted, false);
   await drain();
-  // B answered in 2 ms: A gets max(4 x 2 ms, TIMEOUT / 4) more, not the whole deadline.
-  clock.advance(TIMEOUT / 4);
+  // B answered in 2 ms; A's counters do not corroborate, so it waits out its deadline.
+  clock.advance(TIMEOUT);
   const r = await pending;
   assert.equal(r.method, 'probe');
   assert.deepStrictEqual(suspectNames(r), ['dm-1']);
   const e = probeEvidence(r.suspects[0]?.evidence);
-  assert.deepStrictEqual(e.verdict, { kind: 'outlasted', waitedMs: TIMEOUT / 4, slowestFastMs: 2 });
+  assert.deepStrictEqual(e.verdict, { kind: 'timeout', issuedAtMs: 1010, timeoutMs: TIMEOUT });
   assert.equal(e.sysfs.kind === 'counters' && e.sysfs.reading, 'idle');
   assert.deepStrictEqual(r.details.paths[1]!.probe, { kind: 'fast', latencyMs: 2, timeoutMs: TIMEOUT });
   assert.ok(r.details.map?.kind === 'counters' && r.details.map.heldAbovePaths === 1, JSON.stringify(r.details.map));
   assert.match(r.details.reason, /no path shows stuck I\/O.*map holds 1 I\/O above the path queues.*probes name 1/);
-  assert.equal(callA.signal.aborted, false, 'elimination does not end the probe: its own deadline does');
-  clock.advance(TIMEOUT);
   await drain();
   assert.ok(callA.signal.aborted, 'the timed-out probe is told to give up');
   assert.ok(callA.signal.reason instanceof ProbeTimeoutError);
@@ -194,7 +246,7 @@ test('a probe that fails, or completes too late, names its path', async () => {
   assert.equal(attributor.outstandingProbes().length, 0);
 });
 
-test('two paths stuck in their counters: probes pick one; if every probe is fast the counters stand', async () => {
+test('two paths stuck in their counters: probes pick one; if every probe is fast, none is named', async () => {
   const submitMs = clock.now();
   await fs.set(A.name, { inflight: [1, 0] });
   await fs.set(B.name, { inflight: [0, 1] });
@@ -213,9 +265,9 @@ test('two paths stuck in their counters: probes pick one; if every probe is fast
   await drain();
   probe.script(B.devno, { latencyMs: 1 });
   const r2 = await attributor.attribute({ submitMs, map: null, paths: [A, B] });
-  assert.equal(r2.method, 'sysfs');
-  assert.deepStrictEqual(suspectNames(r2), ['dm-1', 'dm-2']);
-  assert.match(r2.details.reason, /every probe was fast/);
+  assert.equal(r2.method, 'none', 'the counters alone name no path');
+  assert.deepStrictEqual(suspectNames(r2), []);
+  assert.match(r2.details.reason, /^2 paths show stuck I\/O.*every probe was fast/);
 });
 
 test('no baseline, a vanished path, no usable path', async () => {
