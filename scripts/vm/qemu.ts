@@ -8,6 +8,9 @@ import { VmError, EXIT_DEADLINE, EXIT_RUNNER_FAILURE } from './errors';
 import type { GuestKernel } from './kernel';
 import { checkPlainPath } from './plain-path';
 
+/** The guest kernel oopsed or panicked before stage 2 reported "booted": an emulator crash, not the job's. */
+export class BootCrashError extends VmError {}
+
 /** What one boot needs. */
 export interface BootOptions {
   kernel: GuestKernel;
@@ -150,6 +153,9 @@ export async function boot(o: BootOptions): Promise<BootResult> {
   if (last === 'setup-failed') throw new VmError(`the guest set-up failed (scripts/guest-setup.sh)\n${consoleTail}`);
   if (last === 'booted' || last === 'ready') {
     throw new VmError(`the guest stopped before the command reported its exit status (qemu exit code ${exit.code})\n${consoleTail}`);
+  }
+  if (last === '' && /\b(Oops:|Kernel panic)/.test(tail)) {
+    throw new BootCrashError(`the guest kernel crashed while booting, before stage 2 (qemu exit code ${exit.code})\n${consoleTail}`);
   }
   throw new VmError(`the VM did not boot (qemu exit code ${exit.code}, no report from the guest)\n${consoleTail}`);
 }

@@ -106,6 +106,27 @@ test('--kernel newest --root trixie boots the newest Debian kernel on Debian 13,
   assert.match(r.stdout, /^dm_multipath loaded$/m);
 });
 
+test('a guest kernel that crashes before stage 2 is booted once more; twice is a clear failure', { timeout: 300_000 }, async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'mpw-fakeqemu-'));
+  try {
+    // A qemu whose first run prints an early-boot oops and exits, as the real one did once.
+    const fake = join(dir, 'qemu');
+    const { writeFile, chmod } = await import('node:fs/promises');
+    await writeFile(fake, `#!/bin/sh\nif [ ! -e ${dir}/crashed ] || [ -n "$ALWAYS" ]; then touch ${dir}/crashed; echo '[    2.30] Oops: int3: 0000 [#1] SMP NOPTI'; exit 0; fi\nexec qemu-system-x86_64 "$@"\n`);
+    await chmod(fake, 0o755);
+    const once = await vm(['--deadline', '180', '--', 'sh', '-c', 'echo second-boot-ran'], { MPW_QEMU: fake });
+    assert.equal(once.exitCode, 0, once.all);
+    assert.match(once.stderr, /the guest kernel crashed while booting, before stage 2.*; booting once more/);
+    assert.match(once.stdout, /^second-boot-ran$/m);
+    const always = await vm(['--deadline', '60', '--', 'true'], { MPW_QEMU: fake, ALWAYS: '1' });
+    assert.equal(always.exitCode, 125, always.all);
+    assert.match(always.stderr, /vm: error: the guest kernel crashed while booting, before stage 2/);
+    assert.equal((always.stderr.match(/booting once more/g) ?? []).length, 1, 'one retry, not more');
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
 test('an unknown kernel or root is refused with status 2 before anything boots', { timeout: 60_000 }, async () => {
   const k = await vm(['--kernel', 'sid', '--', 'true']);
   assert.equal(k.exitCode, 2, k.all);
