@@ -1,5 +1,5 @@
 // bench/failover: how fast the watchdog gets a hung path out of the way, on the
-// fault rig of DESIGN.md (bio-mode multipath over two dm-linear path devices;
+// fault rig of lib/cli/demo-rig.ts (bio-mode multipath over two dm-linear path devices;
 // a hang is a noflush suspend of one path device). For each timeout, under a
 // QD4 read load through the Watchdog with hedged reads, it measures from the
 // fault to: the path-failed event; the path shown failed in the dm status

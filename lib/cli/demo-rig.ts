@@ -1,4 +1,4 @@
-// The demo's fault rig (DESIGN.md, test tiers): two dm-linear "path" devices
+// The demo's fault rig (also the VM tests' rig): two dm-linear "path" devices
 // over the two scsi_debug disks, and a bio-mode multipath map over them. A path
 // hangs when its device is suspended with noflush and heals when resumed.
 // Teardown resumes before it removes, so nothing is left stuck in D state.
