@@ -3,7 +3,7 @@
 # on two loopback portals, and open-iscsi logs in to both, so the LUN shows as
 # two SCSI paths with one WWID that a network fault can hit one at a time.
 # Configured through configfs by hand: targetcli is too slow under TCG and
-# needs D-Bus (DESIGN.md). Needs udev running for multipathd; starts it.
+# needs D-Bus (measured in the VM). Needs udev running for multipathd; starts it.
 set -eu
 
 IQN=${MPW_ISCSI_IQN:-iqn.2026-11.org.mpath-watchdog:lun0}
@@ -42,7 +42,7 @@ if [ ! -d "$T/iscsi/$IQN" ]; then
   echo 1 > "$tpg/enable" || die "enable the target portal group"
 fi
 
-# udev: multipathd and iscsiadm's device naming want it (DESIGN.md: switch
+# udev: multipathd and iscsiadm's device naming want it (measured in the VM: switch
 # root, not chroot, or udevadm refuses to run).
 if ! pgrep -x systemd-udevd >/dev/null 2>&1; then
   /lib/systemd/systemd-udevd --daemon || die "start systemd-udevd"

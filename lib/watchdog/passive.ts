@@ -10,7 +10,7 @@
 // timeout + interval after it began.
 //
 // The dm fault rigs hold the stuck bio above the path device, so no path
-// shows it (DESIGN.md, "Where a stuck I/O shows in sysfs"). For them the map
+// shows it (measured in the VM, "Where a stuck I/O shows in sysfs"). For them the map
 // is watched too: a map with I/O in flight that either completes nothing or
 // keeps I/O above the path queues (map in-flight > the paths' sum) at every
 // sample for longer than the timeout, while no path shows a stall, is handed

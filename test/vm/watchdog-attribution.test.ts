@@ -1,7 +1,7 @@
 // Attribution against the real kernel: a bio-mode multipath map over two
 // dm-linear "path" devices on the scsi_debug disks; one path device is
 // suspended with noflush while a dd reads through the map. The sysfs readers
-// must see what DESIGN.md measured (path 0 0, map 1 0), and attribution,
+// must see what was measured in the VM (path 0 0, map 1 0), and attribution,
 // with a probe that is a child `dd iflag=direct`, must name the suspended path.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';

@@ -1,4 +1,4 @@
-// The Watchdog against the real kernel, on the fault rig of DESIGN.md: a
+// The Watchdog against the real kernel, on the fault rig of lib/cli/demo-rig.ts: a
 // bio-mode multipath map over two dm-linear path devices. Faults are real:
 // a path device suspended with noflush (hang) or reloaded as dm-delay (slow).
 import { test } from 'node:test';

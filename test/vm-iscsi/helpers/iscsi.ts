@@ -1,7 +1,7 @@
 // The iSCSI topology's moving parts for tests and the failover bench, inside
 // the guest (`--topology iscsi`, scripts/guest-iscsi.sh): the two LIO disks and
 // their portals, multipathd started with a config that can build a map over
-// LIO (DESIGN.md, "multipathd in the guest"); the network faults are in
+// LIO (measured in the VM, "multipathd in the guest"); the network faults are in
 // portal-faults.ts. Every wait is bounded.
 import { after, before } from 'node:test';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -134,7 +134,7 @@ export async function startMultipathd(config: MultipathdConfig = {}, log = '/run
   };
   // The socket is bound at once but served only after the initial configuration
   // (uxlsnrloop waits out DAEMON_CONFIGURE, multipathd/main.c), which builds the
-  // maps: about 25 s under TCG (DESIGN.md), more on a loaded host.
+  // maps: about 25 s under TCG (measured in the VM), more on a loaded host.
   try {
     await waitFor('multipathd to answer on its socket', async () => {
       if (exited) throw new Error('multipathd exited at start');

@@ -1,4 +1,4 @@
-// The fault rig of DESIGN.md, as the demo builds it (lib/cli/demo-rig.ts),
+// The fault rig of lib/cli/demo-rig.ts, as the demo builds it (lib/cli/demo-rig.ts),
 // plus what the tests need beyond the demo: a path slowed by a reload as
 // dm-delay, and a heal that always leaves a plain, resumed linear device.
 import { DeviceMapper } from '../../../lib/dm';
