@@ -9,7 +9,7 @@
 // (blk_account_io_done, bio_end_io_acct), so a count that does not move means
 // nothing completed; in-flight counts are bumped at start. A bio-based dm
 // device only accounts a bio once it maps it: a bio held by a suspended or
-// delaying dm path device is not in that device's counters (DESIGN.md,
+// delaying dm path device is not in that device's counters (measured in the VM,
 // "Where a stuck I/O shows in sysfs").
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
