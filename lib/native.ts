@@ -78,4 +78,6 @@ export interface NativeAddon {
   ioUringCompiledIn: boolean;
   /** The liburing version the addon was built against (pkg-config's), when ioUringCompiledIn. */
   liburingVersion?: string;
+  /** Bytes of the C heap in use (glibc mallinfo2: arena plus mmapped chunks), for leak tests. */
+  mallocInUse(): number;
 }
