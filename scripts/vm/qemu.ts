@@ -67,6 +67,21 @@ const QEMU = process.env.MPW_QEMU || 'qemu-system-x86_64';
 const TAIL_BYTES = 4096;
 
 /** The qemu argument vector for one boot; exported so tests can inspect it. */
+/**
+ * One host thread for all vCPUs under Linux 7.x, one each for older kernels.
+ * Debian's 7.3 oopsed on `int3` twice in CI under Debian 12's QEMU 7.2 with
+ * multi-threaded TCG, once in early boot (sched_clock_cpu) and once 60 s into
+ * a run, in __ip_local_out right after nft rules were loaded: an int3 left by
+ * the kernel's live code patching (text_poke_bp, as a static key such as
+ * nf_hooks_needed flips) hit on another vCPU after the patch was done. Single-
+ * threaded TCG runs the vCPUs in turn, so none can run stale translated code.
+ * 6.1 never showed it in many more runs, and keeps both host threads.
+ */
+export function tcgThreads(release: string): 'single' | 'multi' {
+  const major = Number(/^(\d+)\./.exec(release)?.[1] ?? 0);
+  return major >= 7 ? 'single' : 'multi';
+}
+
 export function qemuArgs(o: BootOptions, reportFile: string): string[] {
   for (const p of [o.stage2, o.job, o.kernel.modulesDir, ...(o.root ? [o.root] : []), ...(o.binds ?? []).flatMap((b) => [b.from, b.to])]) {
     checkPlainPath(p);
@@ -83,7 +98,7 @@ export function qemuArgs(o: BootOptions, reportFile: string): string[] {
     ...(o.binds?.length ? [`mpw_binds=${o.binds.map((b) => `${b.from}:${b.to}`).join(',')}`] : []),
   ].join(' ');
   return [
-    '-accel', 'tcg,thread=multi',
+    '-accel', `tcg,thread=${tcgThreads(o.kernel.release)}`,
     '-cpu', 'max',
     '-m', String(o.memoryMiB),
     '-smp', String(o.cpus),

@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { splitArgv, jobScript, shellQuote } from '../../scripts/vm/run';
 import { moduleLoadOrder } from '../../scripts/vm/initramfs';
-import { qemuArgs } from '../../scripts/vm/qemu';
+import { qemuArgs, tcgThreads } from '../../scripts/vm/qemu';
 import { forcedRelease, kernelParts, majorMinor, parseKernelSpec, suiteSources } from '../../scripts/vm/kernel';
 import { checkPlainPath } from '../../scripts/vm/plain-path';
 import { VmError } from '../../scripts/vm/errors';
@@ -64,6 +64,9 @@ test('qemu runs under TCG, with no network, the host root read-only and no reboo
   }, '/tmp/j/report');
   const joined = args.join(' ');
   assert.match(joined, /-accel tcg,thread=multi/);
+  assert.equal(tcgThreads('6.1.0-57-amd64'), 'multi');
+  assert.equal(tcgThreads('6.12.48+deb13-amd64'), 'multi');
+  assert.equal(tcgThreads('7.3.4+deb13-amd64'), 'single');
   assert.match(joined, /-nic none/);
   assert.match(joined, /-no-reboot/);
   assert.match(joined, /readonly=on/);
