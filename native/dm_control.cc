@@ -13,8 +13,8 @@
 
 #include <cerrno>
 #include <cstdint>
-#include <cstring>
 #include <memory>
+#include <cstring>
 #include <mutex>
 #include <string>
 #include <utility>
@@ -639,6 +639,7 @@ class DmEventWatcher : public Napi::ObjectWrap<DmEventWatcher> {
       throw Napi::Error::New(env, std::string("uv_poll_start: ") + uv_strerror(r));
     }
     callback_ = Napi::Persistent(info[0].As<Napi::Function>());
+    async_ = std::make_unique<Napi::AsyncContext>(env, "mpw:DmEventWatcher");
   }
 
   ~DmEventWatcher() override { Shutdown(); }
@@ -666,12 +667,13 @@ class DmEventWatcher : public Napi::ObjectWrap<DmEventWatcher> {
     Napi::Env env = self->Env();
     Napi::HandleScope scope(env);
     int err = status < 0 ? -status : ArmFd(p->fd);
-    // A throw from the callback must not escape into libuv.
+    // MakeCallback, not Call: from a raw libuv callback only MakeCallback runs
+    // the microtask queue afterwards, so the promise reactions the callback
+    // starts run now, not at some later unrelated callback. A throw from the
+    // callback must not escape into libuv.
     try {
-      if (err != 0)
-        self->callback_.Call({ErrnoError(env, err, status < 0 ? "poll" : "DM_DEV_ARM_POLL").Value()});
-      else
-        self->callback_.Call({env.Null()});
+      napi_value arg = err != 0 ? ErrnoError(env, err, status < 0 ? "poll" : "DM_DEV_ARM_POLL").Value() : env.Null();
+      self->callback_.MakeCallback(env.Global(), {arg}, *self->async_);
     } catch (const Napi::Error& e) {
       napi_fatal_exception(env, e.Value());
     }
@@ -688,6 +690,7 @@ class DmEventWatcher : public Napi::ObjectWrap<DmEventWatcher> {
     });
     poll_ = nullptr;
     callback_.Reset();
+    async_.reset();
   }
 
   Napi::Value Arm(const Napi::CallbackInfo& info) {
@@ -704,6 +707,7 @@ class DmEventWatcher : public Napi::ObjectWrap<DmEventWatcher> {
 
   Poll* poll_ = nullptr;
   Napi::FunctionReference callback_;
+  std::unique_ptr<Napi::AsyncContext> async_;
 };
 
 // mknodBlock(path, major, minor, mode): for devicePath() when devtmpfs gave no

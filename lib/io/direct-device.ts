@@ -34,6 +34,12 @@ export interface IoResult {
   doneNs: bigint;
 }
 
+/** Per-I/O options of read, write and flush. */
+export interface IoSubmitOptions {
+  /** Called once the I/O is handed to the kernel (after any wait for a free slot of the queue); a throw is rethrown asynchronously. */
+  onSubmit?: () => void;
+}
+
 /** Options of close(). */
 export interface CloseOptions {
   /** Stop waiting for in-flight I/O; close() then rejects with CloseAbortedError. */
@@ -68,6 +74,7 @@ interface Op {
   length: number;
   resolve: (r: IoResult) => void;
   reject: (e: Error) => void;
+  onSubmit: (() => void) | undefined;
 }
 
 /** An open O_DIRECT device with asynchronous, natively time-stamped I/O. */
@@ -192,19 +199,19 @@ export class DirectDevice {
    * directly; any other Uint8Array through a bounce copy, since its ArrayBuffer could be
    * detached (transferred) while the kernel writes into it.
    */
-  read(buf: Uint8Array, offset: number): Promise<IoResult> {
-    return this.#enqueue('read', buf, offset);
+  read(buf: Uint8Array, offset: number, options?: IoSubmitOptions): Promise<IoResult> {
+    return this.#enqueue('read', buf, offset, options?.onSubmit);
   }
 
   /** Writes buf at offset (a buffer not from alloc() is copied when the call is made). */
-  write(buf: Uint8Array, offset: number): Promise<IoResult> {
+  write(buf: Uint8Array, offset: number, options?: IoSubmitOptions): Promise<IoResult> {
     if (this.readOnly) return Promise.reject(this.#argError('read-only', offset, byteLength(buf)));
-    return this.#enqueue('write', buf, offset);
+    return this.#enqueue('write', buf, offset, options?.onSubmit);
   }
 
   /** fsync: completes when everything written before it is on stable storage. */
-  flush(): Promise<IoResult> {
-    return this.#enqueue('flush', null, 0);
+  flush(options?: IoSubmitOptions): Promise<IoResult> {
+    return this.#enqueue('flush', null, 0, options?.onSubmit);
   }
 
   /**
@@ -254,7 +261,7 @@ export class DirectDevice {
     });
   }
 
-  #enqueue(operation: IoOperation, buf: Uint8Array | null, offset: number): Promise<IoResult> {
+  #enqueue(operation: IoOperation, buf: Uint8Array | null, offset: number, onSubmit: (() => void) | undefined): Promise<IoResult> {
     if (this.#closing) return Promise.reject(new DeviceClosedError(this.path));
     // byteLength, not length: a Float64Array of 64 elements is 512 bytes to the kernel.
     if (buf !== null && !(buf instanceof Uint8Array)) return Promise.reject(this.#argError('not-a-uint8array', offset, byteLength(buf)));
@@ -269,7 +276,7 @@ export class DirectDevice {
       }
     }
     return new Promise<IoResult>((resolve, reject) => {
-      const op: Op = { operation, buf: kernelBuf, user: kernelBuf === buf ? null : buf, offset, length, resolve, reject };
+      const op: Op = { operation, buf: kernelBuf, user: kernelBuf === buf ? null : buf, offset, length, resolve, reject, onSubmit };
       if (this.#free.length > 0) this.#start(op);
       else this.#waiting.push(op);
     });
@@ -297,6 +304,14 @@ export class DirectDevice {
     if (!this.#submitQueued) {
       this.#submitQueued = true;
       queueMicrotask(this.#submit);
+    }
+    if (op.onSubmit !== undefined) {
+      // This may run inside the completion loop: a caller's throw must not cut it short.
+      try {
+        op.onSubmit();
+      } catch (e) {
+        queueMicrotask(() => { throw e; });
+      }
     }
   }
 

@@ -25,5 +25,5 @@ export {
 export type { TargetLine, MultipathLine } from './line';
 export { resolveBlockDevice, readWwid, identifyPath } from './paths';
 export type { BlockDevice, PathIdentity, SysfsOptions } from './paths';
-export { MultipathMap } from './map';
-export type { MultipathPath, MultipathMapOptions } from './map';
+export { MultipathMap, LastPathError } from './map';
+export type { MultipathPath, MultipathMapOptions, FailPathOptions } from './map';

@@ -30,6 +30,35 @@ export interface MultipathPath {
 /** Options of MultipathMap.open. */
 export interface MultipathMapOptions extends SysfsOptions {}
 
+/** Options of MultipathMap#failPath. */
+export interface FailPathOptions {
+  /** Refuse (LastPathError) when fewer than this many other paths would stay active; default 1, never the last; 0 fails even the last. */
+  keepActive?: number;
+}
+
+/** failPath refused, nothing sent: failing the path would leave fewer active paths than `keepActive`. */
+export class LastPathError extends Error {
+  /** Always 'last-path'. */
+  readonly code = 'last-path';
+  /** The map. */
+  readonly map: string;
+  /** The path that was not failed, as maj:min. */
+  readonly path: string;
+  /** Other paths active in the status read just before (the count that refused). */
+  readonly othersActive: number;
+  /** What was asked to stay active. */
+  readonly keepActive: number;
+
+  constructor(map: string, path: string, othersActive: number, keepActive: number) {
+    super(`refusing to fail ${path} of '${map}': ${othersActive} other path${othersActive === 1 ? '' : 's'} active, ${keepActive} must stay`);
+    this.name = new.target.name;
+    this.map = map;
+    this.path = path;
+    this.othersActive = othersActive;
+    this.keepActive = keepActive;
+  }
+}
+
 /** The one multipath target of a map; a map of several targets is not something multipathd or this tool makes. */
 function multipathTarget(name: string, targets: readonly DmTarget[], what: string): DmTarget {
   const mp = targets.filter((t) => t.type === 'multipath');
@@ -94,13 +123,18 @@ export class MultipathMap {
 
   /** Resolves `8:16`, `sdb` or `/dev/sdb` to the devno of one of this map's paths; refuses anything else before any message is sent. */
   async resolvePath(spec: string): Promise<string> {
+    return (await this.#locate(spec)).devno;
+  }
+
+  /** The path's devno and the status it was found in. */
+  async #locate(spec: string): Promise<{ devno: string; status: MultipathStatus }> {
     const dev = await resolveBlockDevice(spec, this.#sysfs);
     const status = await this.status();
     const devnos = status.groups.flatMap((g) => g.paths.map((p) => p.device));
     if (!devnos.includes(dev.devno)) {
       throw new MultipathValueError('path', spec, `is not a path of multipath map '${this.name}' (its paths: ${devnos.join(', ') || 'none'})`);
     }
-    return dev.devno;
+    return { devno: dev.devno, status };
   }
 
   async #groupNumber(group: number): Promise<number> {
@@ -111,9 +145,22 @@ export class MultipathMap {
     return group;
   }
 
-  /** Fails a path (`fail_path`); the kernel stops routing new I/O to it at once. */
-  async failPath(path: string): Promise<void> {
-    await this.#dm.message(this.name, `fail_path ${await this.resolvePath(path)}`);
+  /**
+   * Fails a path (`fail_path`); the kernel stops routing new I/O to it at once.
+   * The status read just before the message decides: an active path whose
+   * fail would leave fewer than `keepActive` other active paths is refused
+   * with LastPathError. (multipathd's checker can still fail another path
+   * between that read and the message; dm offers no compare-and-fail.)
+   */
+  async failPath(path: string, options: FailPathOptions = {}): Promise<void> {
+    const keepActive = options.keepActive ?? 1;
+    if (!Number.isSafeInteger(keepActive) || keepActive < 0) throw new MultipathValueError('keepActive', keepActive, 'must be an integer >= 0');
+    const { devno, status } = await this.#locate(path);
+    const paths = status.groups.flatMap((g) => g.paths);
+    const othersActive = paths.filter((p) => p.device !== devno && p.state === 'active').length;
+    const self = paths.find((p) => p.device === devno);
+    if (self?.state === 'active' && othersActive < keepActive) throw new LastPathError(this.name, devno, othersActive, keepActive);
+    await this.#dm.message(this.name, `fail_path ${devno}`);
   }
 
   /** Reinstates a failed path (`reinstate_path`). */

@@ -3,12 +3,14 @@
 // checker within a polling interval; `fail path` also pauses the checker for
 // that path (cli_fail in multipath-tools multipathd/cli_handlers.c) and
 // `reinstate path` resumes it (cli_reinstate).
+import { setTimeout as delay } from 'node:timers/promises';
 import type { MultipathMap } from '../multipath/map';
 import { resolveBlockDevice } from '../multipath/paths';
-import { DmMessageActions, type PathActions } from '../watchdog/actions';
+import { DmMessageActions, type FailDone, type FailRequest, type PathActions } from '../watchdog/actions';
 import type { PathId } from '../watchdog/policy';
+import { checkInteger } from '../watchdog/policy-options';
 import { MultipathdClient, type MultipathdCallOptions } from './client';
-import { MultipathdError } from './errors';
+import { MultipathdError, type MultipathdErrorCode } from './errors';
 import type { MultipathdMap } from './parse';
 
 /** Options of MultipathdActions. */
@@ -17,35 +19,52 @@ export interface MultipathdActionsOptions {
   client?: MultipathdClient;
   /** Where sysfs is, to name a maj:min path (default /sys). */
   sysfsRoot?: string;
-  /** Deadline of each fail or reinstate, ms (default: the client's). */
+  /** Deadline of each fail or reinstate call, ms (default: the client's). */
   timeoutMs?: number;
-  /**
-   * When given, fail() first sends dm's fail_path to this map (instant), then
-   * `fail path` to multipathd to make it stick. multipathd answers `fail path`
-   * only once it holds its vectors lock, which its checker can keep for seconds
-   * while a prioritizer's SG_IO waits on the dead path (measured: 4 s timeouts
-   * in the guest with the alua prioritizer).
-   */
-  map?: MultipathMap;
+  /** Calls of `fail path` made before the stick half gives up (default 3). */
+  stickAttempts?: number;
+  /** Wait before the first retry of `fail path`, ms, doubled for each (default 500). */
+  stickRetryMs?: number;
 }
 
-/** Fails and reinstates paths with multipathd's `fail path` / `reinstate path`, so its checker does not undo a fail. */
+// multipathd answers that are worth asking again: it was slow or away, not refusing.
+const RETRYABLE = new Set<MultipathdErrorCode>(['timeout', 'busy', 'io', 'not-running']);
+
+/**
+ * Fails and reinstates paths so that multipathd's checker does not undo a fail.
+ * fail() sends dm's fail_path to the map (instant, with the last-path check
+ * of MultipathMap#failPath) and resolves; `fail path` to multipathd, which
+ * pauses its checker for the path, follows in the background (FailDone.rest),
+ * retried while multipathd is slow: it answers only once it holds its vectors
+ * lock, which its checker can keep for seconds while a prioritizer's SG_IO
+ * waits on the dead path (measured: 4 s timeouts in the guest with the alua
+ * prioritizer). Until it lands the checker may undo the fail; dm status then
+ * shows the path active again, and the watchdog follows that.
+ */
 export class MultipathdActions implements PathActions {
   readonly kind = 'multipathd';
-  /** The map these actions are for (used in messages). */
+  /** The map these actions are for. */
   readonly map: string;
   /** The client used. */
   readonly client: MultipathdClient;
   readonly #sysfs: { sysfsRoot?: string };
   readonly #call: MultipathdCallOptions;
-  readonly #dm: MultipathMap | undefined;
+  readonly #dm: MultipathMap;
+  readonly #attempts: number;
+  readonly #retryMs: number;
+  // Per path: bumped by every fail and reinstate, so that a stick half still
+  // retrying stops once a later action was asked for.
+  readonly #gen = new Map<PathId, number>();
+  readonly #sticking = new Map<PathId, Promise<void>>();
 
-  constructor(map: string, options: MultipathdActionsOptions = {}) {
-    this.map = map;
+  constructor(map: MultipathMap, options: MultipathdActionsOptions = {}) {
+    this.map = map.name;
+    this.#dm = map;
     this.client = options.client ?? new MultipathdClient();
     this.#sysfs = options.sysfsRoot === undefined ? {} : { sysfsRoot: options.sysfsRoot };
     this.#call = options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs };
-    this.#dm = options.map;
+    this.#attempts = checkInteger('stickAttempts', options.stickAttempts ?? 3, 1);
+    this.#retryMs = checkInteger('stickRetryMs', options.stickRetryMs ?? 500, 0);
   }
 
   /** The name multipathd knows the path by (sdc); the maj:min itself when sysfs has no name (cli_fail also looks paths up by dev_t). */
@@ -53,13 +72,43 @@ export class MultipathdActions implements PathActions {
     return resolveBlockDevice(path, this.#sysfs).then((d) => d.name, () => path);
   }
 
-  async fail(path: PathId): Promise<void> {
-    if (this.#dm) await this.#dm.failPath(path);
-    await this.client.failPath(await this.deviceName(path), this.#call);
+  async fail(path: PathId, request?: FailRequest): Promise<FailDone> {
+    const gen = this.#bump(path);
+    await this.#dm.failPath(path, request ? { keepActive: request.keepActive } : {});
+    const rest = this.#stick(path, gen, request?.signal);
+    const settled = rest.catch(() => undefined);
+    this.#sticking.set(path, settled);
+    void settled.finally(() => { if (this.#sticking.get(path) === settled) this.#sticking.delete(path); });
+    return { rest };
   }
 
   async reinstate(path: PathId): Promise<void> {
+    this.#bump(path);
+    // A `fail path` still on its way would land after the reinstate and undo it.
+    await this.#sticking.get(path);
     await this.client.reinstatePath(await this.deviceName(path), this.#call);
+  }
+
+  #bump(path: PathId): number {
+    const gen = (this.#gen.get(path) ?? 0) + 1;
+    this.#gen.set(path, gen);
+    return gen;
+  }
+
+  async #stick(path: PathId, gen: number, signal: AbortSignal | undefined): Promise<void> {
+    const name = await this.deviceName(path);
+    const call = signal ? { ...this.#call, signal } : this.#call;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.client.failPath(name, call);
+        return;
+      } catch (e) {
+        const retry = e instanceof MultipathdError && RETRYABLE.has(e.code) && attempt < this.#attempts;
+        if (!retry || this.#gen.get(path) !== gen) throw e;
+      }
+      await delay(this.#retryMs * 2 ** (attempt - 1), undefined, signal ? { signal } : {});
+      if (this.#gen.get(path) !== gen) return;
+    }
   }
 }
 
@@ -115,7 +164,7 @@ export async function chooseActions(map: MultipathMap, options: ChooseActionsOpt
   const { prefer = 'auto', client = new MultipathdClient(), sysfsRoot, ...call } = options;
   if (prefer !== 'auto' && prefer !== 'dm' && prefer !== 'multipathd') throw new RangeError(`actions must be auto, dm or multipathd, got '${String(prefer)}'`);
   if (prefer === 'dm') return new DmMessageActions(map);
-  const mpd = (): MultipathdActions => new MultipathdActions(map.name, { client, map, ...(sysfsRoot === undefined ? {} : { sysfsRoot }) });
+  const mpd = (): MultipathdActions => new MultipathdActions(map, { client, ...(sysfsRoot === undefined ? {} : { sysfsRoot }) });
   let found: MultipathdDetection;
   try {
     found = await detectMultipathd(map.name, { client, ...call });

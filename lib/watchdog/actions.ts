@@ -4,12 +4,26 @@
 import type { MultipathMap } from '../multipath/map';
 import type { PathId } from './policy';
 
+/** What the watchdog asks of a fail beyond the path. */
+export interface FailRequest {
+  /** Other paths that must stay active in the status read just before the fail (the policy's minUsablePaths); refused with LastPathError otherwise. */
+  readonly keepActive: number;
+  /** Ends work still going on after fail() resolved (see FailDone.rest). */
+  readonly signal?: AbortSignal;
+}
+
+/** What a fail did, beyond taking the path out of dm's routing. */
+export interface FailDone {
+  /** Work still going on to make the fail stick (multipathd's `fail path`); rejects if it gives up. The path stays failed in dm either way. */
+  readonly rest?: Promise<void>;
+}
+
 /** Carries out fail and reinstate decisions for one map's paths (given as maj:min). */
 export interface PathActions {
   /** A short name for logs and events ('dm-message', 'multipathd', 'dry-run'). */
   readonly kind: string;
-  /** Fails the path; rejects when the kernel (or daemon) refuses. */
-  fail(path: PathId): Promise<void>;
+  /** Fails the path: resolves once dm routes no new I/O to it; rejects when the kernel (or daemon) refuses, the path then not failed. */
+  fail(path: PathId, request?: FailRequest): Promise<FailDone | void>;
   /** Reinstates the path; rejects when refused. */
   reinstate(path: PathId): Promise<void>;
 }
@@ -23,8 +37,8 @@ export class DmMessageActions implements PathActions {
     this.#map = map;
   }
 
-  async fail(path: PathId): Promise<void> {
-    await this.#map.failPath(path);
+  async fail(path: PathId, request?: FailRequest): Promise<void> {
+    await this.#map.failPath(path, request ? { keepActive: request.keepActive } : {});
   }
 
   async reinstate(path: PathId): Promise<void> {

@@ -54,7 +54,8 @@ export function checkDuration(name: string, v: number): number {
   return v;
 }
 
-function count(name: string, v: number, min: number): number {
+/** `v` if it is an integer >= `min`; throws RangeError naming `name` otherwise. */
+export function checkInteger(name: string, v: number, min: number): number {
   if (!Number.isInteger(v) || v < min) throw new RangeError(`${name} must be an integer >= ${min}, got ${v}`);
   return v;
 }
@@ -78,17 +79,17 @@ export function resolvePolicyOptions(input: PolicyOptionsInput): PolicyOptions {
   if (!(slowMinMs >= 0) || !Number.isFinite(slowMinMs)) throw new RangeError(`slowMinMs must be a finite number >= 0, got ${slowMinMs}`);
   return {
     timeoutMs,
-    failAfter: count('failAfter', input.failAfter ?? 1, 1),
-    minUsablePaths: count('minUsablePaths', input.minUsablePaths ?? 1, 0),
+    failAfter: checkInteger('failAfter', input.failAfter ?? 1, 1),
+    minUsablePaths: checkInteger('minUsablePaths', input.minUsablePaths ?? 1, 0),
     holdDownMs,
     maxHoldDownMs,
     flapWindowMs: checkDuration('flapWindowMs', input.flapWindowMs ?? 60_000),
     probeIntervalMs,
     maxProbeIntervalMs,
-    reinstateAfter: count('reinstateAfter', input.reinstateAfter ?? 3, 1),
+    reinstateAfter: checkInteger('reinstateAfter', input.reinstateAfter ?? 3, 1),
     reinstateExternal: input.reinstateExternal ?? false,
     slowFactor,
-    slowMinSamples: count('slowMinSamples', input.slowMinSamples ?? 16, 1),
+    slowMinSamples: checkInteger('slowMinSamples', input.slowMinSamples ?? 16, 1),
     slowMinMs,
   };
 }

@@ -153,15 +153,16 @@ export class TimedDevice {
       src = dev.alloc(buf.byteLength);
       src.set(buf);
     }
-    let io: TimedIo | undefined;
+    const d = this.#deadline('write', offset, buf.byteLength);
     const p = this.#fence.run(offset, buf.byteLength, true, () => {
-      io = this.#track('write', offset, buf.byteLength);
-      return dev.write(src, offset);
+      // An I/O the fence held back may start after close().
+      if (this.#closed) throw new DeviceClosedError(dev.path);
+      return dev.write(src, offset, d);
     });
     const settled = p.then(
-      (r) => this.#finish(io as TimedIo, r, false),
+      (r) => this.#finish(d, r, false),
       (e: unknown) => {
-        if (io) this.#tracker.done(io);
+        this.#untrack(d);
         throw e;
       },
     );
@@ -171,14 +172,14 @@ export class TimedDevice {
   /** Flushes the device (fsync), timed and tracked; its latency is not recorded. */
   flush(): Promise<IoResult> {
     if (this.#closed) return Promise.reject(new DeviceClosedError(this.device.path));
-    const io = this.#track('flush', 0, 0);
-    return this.device.flush().then(
+    const d = this.#deadline('flush', 0, 0);
+    return this.device.flush(d).then(
       (r) => {
-        this.#tracker.done(io);
+        this.#untrack(d);
         return r;
       },
       (e: unknown) => {
-        this.#tracker.done(io);
+        this.#untrack(d);
         throw e;
       },
     );
@@ -221,15 +222,26 @@ export class TimedDevice {
     return this.#closed;
   }
 
-  #track(op: TimedIoData['op'], offset: number, length: number): TimedIo {
-    // An I/O the fence held back may start after close(): the tracker is stopped by then.
-    if (this.#closed) throw new DeviceClosedError(this.device.path);
-    return this.#tracker.track(this.#clock.now(), { op, offset, length, hedge: null });
+  // The deadline starts when the engine hands the I/O to the kernel: time spent
+  // waiting for a free slot of the engine's queue says nothing about the path.
+  #deadline(op: TimedIoData['op'], offset: number, length: number, hedge: (() => void) | null = null): Deadline {
+    const d: Deadline = {
+      io: undefined,
+      onSubmit: () => {
+        // After close() the tracker is stopped: the I/O goes untimed.
+        if (d.io === undefined && !this.#closed) d.io = this.#tracker.track(this.#clock.now(), { op, offset, length, hedge });
+      },
+    };
+    return d;
   }
 
-  #finish(io: TimedIo, r: IoResult, hedged: boolean): TimedIoResult {
-    const late = io.late;
-    this.#tracker.done(io);
+  #untrack(d: Deadline): void {
+    if (d.io !== undefined) this.#tracker.done(d.io);
+  }
+
+  #finish(d: Deadline, r: IoResult, hedged: boolean): TimedIoResult {
+    const late = d.io?.late ?? false;
+    this.#untrack(d);
     const latencyMs = Number(r.doneNs - r.submitNs) / 1e6;
     this.#hist.record(latencyMs);
     this.#completed++;
@@ -238,16 +250,12 @@ export class TimedDevice {
 
   #read(buf: Uint8Array, offset: number, signal: AbortSignal | undefined): Promise<TimedIoResult> {
     if (this.hedgeReads || signal) return this.#bouncedRead(buf, offset, signal);
-    let io: TimedIo;
-    try {
-      io = this.#track('read', offset, buf.byteLength);
-    } catch (e) {
-      return Promise.reject(e);
-    }
-    return this.device.read(buf, offset).then(
-      (r) => this.#finish(io, r, false),
+    if (this.#closed) return Promise.reject(new DeviceClosedError(this.device.path));
+    const d = this.#deadline('read', offset, buf.byteLength);
+    return this.device.read(buf, offset, d).then(
+      (r) => this.#finish(d, r, false),
       (e: unknown) => {
-        this.#tracker.done(io);
+        this.#untrack(d);
         throw e;
       },
     );
@@ -278,8 +286,8 @@ export class TimedDevice {
   #bouncedRead(buf: Uint8Array, offset: number, signal: AbortSignal | undefined): Promise<TimedIoResult> {
     const length = buf.byteLength;
     const dev = this.device;
+    if (this.#closed) return Promise.reject(new DeviceClosedError(dev.path));
     return new Promise<TimedIoResult>((resolve, reject) => {
-      const io = this.#track('read', offset, length);
       let settled = false;
       let outstanding = 0;
       let lastError: unknown;
@@ -289,15 +297,23 @@ export class TimedDevice {
         reject(abortError(signal as AbortSignal));
       };
       signal?.addEventListener('abort', onAbort, { once: true });
+      const hedge = (): void => {
+        if (d.io !== undefined) d.io.data.hedge = null;
+        if (settled || this.#closed) return;
+        this.#hedged++;
+        issue(true);
+      };
+      const d = this.#deadline('read', offset, length, this.hedgeReads ? hedge : null);
       const issue = (hedged: boolean): void => {
         const bounce = this.#bounce(length);
         outstanding++;
-        dev.read(bounce, offset).then(
+        // Only the first read starts the deadline; a hedge runs on the same one.
+        dev.read(bounce, offset, hedged ? undefined : d).then(
           (r) => {
             outstanding--;
             if (settled) {
               this.#release(bounce);
-              this.#tracker.done(io);
+              this.#untrack(d);
               return;
             }
             settled = true;
@@ -305,7 +321,7 @@ export class TimedDevice {
             if (buf.byteLength !== length) {
               // The caller's ArrayBuffer was transferred away meanwhile: the data has nowhere to go.
               this.#release(bounce);
-              this.#tracker.done(io);
+              this.#untrack(d);
               reject(new IoArgumentError({
                 reason: 'buffer-detached', device: dev.path, offset, length, alignment: dev.logicalBlockSize, size: dev.size,
               }));
@@ -314,14 +330,14 @@ export class TimedDevice {
             // Pooled buffers have exactly `length` bytes: no subarray view to allocate.
             buf.set(bounce);
             this.#release(bounce);
-            resolve(this.#finish(io, r, hedged));
+            resolve(this.#finish(d, r, hedged));
           },
           (e: unknown) => {
             outstanding--;
             this.#release(bounce);
             lastError = e;
             if (outstanding > 0) return;
-            this.#tracker.done(io);
+            this.#untrack(d);
             if (settled) return;
             settled = true;
             signal?.removeEventListener('abort', onAbort);
@@ -329,17 +345,15 @@ export class TimedDevice {
           },
         );
       };
-      if (this.hedgeReads) {
-        io.data.hedge = () => {
-          io.data.hedge = null;
-          if (settled || this.#closed) return;
-          this.#hedged++;
-          issue(true);
-        };
-      }
       issue(false);
     });
   }
+}
+
+/** An I/O's deadline: `io` is set by `onSubmit`, when the engine hands the I/O to the kernel. */
+interface Deadline {
+  io: TimedIo | undefined;
+  readonly onSubmit: () => void;
 }
 
 function raceAbort<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {

@@ -6,7 +6,7 @@ import { EventEmitter } from 'node:events';
 import { DeviceMapper } from '../dm/control';
 import { DmError } from '../dm/errors';
 import { DirectDevice, type EngineChoice, type IoResult } from '../io';
-import { MultipathMap } from '../multipath/map';
+import { LastPathError, MultipathMap } from '../multipath/map';
 import { resolveBlockDevice } from '../multipath/paths';
 import type { MultipathStatus } from '../multipath/status';
 import { DryRunActions, type PathActions } from './actions';
@@ -402,6 +402,9 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
           this.emit('path-failed', {
             map: this.map, path: this.#eventPath(d.path), sinceFaultMs: this.#clock.now() - d.faultSeenAt, evidence: d.evidence,
             action: (this.#actions as PathActions).kind, dryRun: this.#o.dryRun === true, holdDownMs: Math.max(0, d.holdDownUntil - now),
+          }), (e) =>
+          this.emit('last-path-kept', {
+            map: this.map, path: this.#eventPath(d.path), sinceFaultMs: this.#clock.now() - d.faultSeenAt, evidence: d.evidence, usablePaths: e.othersActive + 1,
           }));
       case 'reinstate':
         this.#book.path(d.path).resetWindow();
@@ -435,24 +438,41 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
     }
   }
 
-  async #act(action: 'fail' | 'reinstate', path: PathId, announce: () => void): Promise<void> {
+  async #act(action: 'fail' | 'reinstate', path: PathId, announce: () => void, refused?: (e: LastPathError) => void): Promise<void> {
     const actions = this.#actions as PathActions;
     this.#actionsInFlight++;
     this.#actionGen++;
     try {
-      await (action === 'fail' ? actions.fail(path) : actions.reinstate(path));
+      if (action === 'fail') {
+        // The kernel-facing call counts the active paths in a status it reads
+        // right before fail_path: the policy's view may be older than that.
+        const done = await actions.fail(path, { keepActive: this.#opts.minUsablePaths, signal: this.#abort.signal });
+        // The path is out of dm's routing now; what makes it stick (multipathd's
+        // `fail path`) goes on without holding up the hedged reads.
+        if (done?.rest) this.#task(done.rest.catch((e: unknown) => this.#stickFailed(path, errorOf(e))));
+      } else {
+        await actions.reinstate(path);
+      }
       this.#lastAction.set(path, { action, atMs: this.#clock.now(), ok: true });
       announce();
     } catch (e) {
       const error = errorOf(e);
       this.#lastAction.set(path, { action, atMs: this.#clock.now(), ok: false, error: error.message });
-      this.#emitError(action, error, this.#paths.get(path));
+      if (refused && error instanceof LastPathError) refused(error);
+      else this.#emitError(action, error, this.#paths.get(path));
       await this.#step({ kind: 'action-failed', path, action, error: error.message });
     } finally {
       this.#actionsInFlight--;
     }
     // Our own change raised a dm event too; make sure the state is read after it.
     if (!this.#o.dryRun) this.#task(this.#refreshStatus());
+  }
+
+  // dm has the path failed; multipathd was not told, so its checker may undo
+  // the fail, and dm status will then show the path active again.
+  #stickFailed(path: PathId, error: Error): void {
+    if (this.#abort.signal.aborted) return;
+    this.#emitError('fail', error, this.#paths.get(path));
   }
 
   #clearProbe(path: PathId): void {

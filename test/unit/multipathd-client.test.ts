@@ -6,7 +6,7 @@ import { chmod, mkdtemp, mkdir, rm, symlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  DmMessageActions, MultipathdActions, MultipathdClient, cliWords, MultipathdError, MultipathMap, chooseActions, detectMultipathd,
+  DmMessageActions, LastPathError, MultipathdActions, MultipathdClient, cliWords, MultipathdError, MultipathMap, chooseActions, detectMultipathd,
   type DeviceMapper, type MultipathdErrorCode,
 } from '../../lib/index';
 import { deadSocketPath, fakeMultipathd, replyFrame, type FakeDaemon } from './helpers/fake-multipathd';
@@ -177,16 +177,28 @@ async function fakeSysfs(): Promise<string> {
   return root;
 }
 
+/** A map stand-in recording dm fail_path; failPath rejects with `refuse` when given. */
+function recordingMap(calls: string[], refuse?: Error): MultipathMap {
+  return {
+    name: 'mpw-lun',
+    failPath: async (p: string, o?: { keepActive?: number }) => {
+      if (refuse) throw refuse;
+      calls.push(`dm fail_path ${p} keep ${o?.keepActive ?? 'default'}`);
+    },
+  } as unknown as MultipathMap;
+}
+
 test('MultipathdActions: maj:min is named through sysfs; an unknown one is sent as maj:min', async () => {
   const root = await fakeSysfs();
   try {
     await withDaemon(answering(), async (d, c) => {
-      const a = new MultipathdActions('mpw-lun', { client: c, sysfsRoot: root });
+      const a = new MultipathdActions(recordingMap([]), { client: c, sysfsRoot: root });
       assert.equal(a.kind, 'multipathd');
-      await a.fail('8:32');
+      await (await a.fail('8:32')).rest;
       await a.reinstate('8:32');
-      await a.fail('8:48');
-      await assert.rejects(a.fail('8:64'), isCode('failed'));
+      await (await a.fail('8:48')).rest;
+      // A refusal is not asked again.
+      await assert.rejects((await a.fail('8:64')).rest!, isCode('failed'));
       assert.deepEqual(d.commands, ['fail path sdc', 'reinstate path sdc', 'fail path 8:48', 'fail path 8:64']);
     });
   } finally {
@@ -194,19 +206,60 @@ test('MultipathdActions: maj:min is named through sysfs; an unknown one is sent 
   }
 });
 
-test('MultipathdActions with a map: dm fail_path first (instant), then multipathd makes it stick; reinstate only through multipathd', async () => {
+test('MultipathdActions: fail() resolves once dm fail_path is done; multipathd\'s fail path follows, asked again while it times out', async () => {
   const calls: string[] = [];
-  const map = { name: 'mpw-lun', failPath: async (p: string) => void calls.push(`dm fail_path ${p}`) } as unknown as MultipathMap;
+  let asked = 0;
   await withDaemon(({ command, reply }) => {
     calls.push(`multipathd ${command}`);
-    reply(command === 'fail path 8:99' ? 'fail\n' : 'ok\n');
+    // The first `fail path` gets no answer (multipathd's checker holding its lock).
+    if (command.startsWith('fail path') && asked++ === 0) return;
+    reply('ok\n');
   }, async (_d, c) => {
-    const a = new MultipathdActions('mpw-lun', { client: c, map, sysfsRoot: '/nonexistent' });
-    await a.fail('8:32');
-    await a.reinstate('8:32');
-    await assert.rejects(a.fail('8:99'), isCode('failed'));
-    assert.deepEqual(calls, ['dm fail_path 8:32', 'multipathd fail path 8:32', 'multipathd reinstate path 8:32', 'dm fail_path 8:99', 'multipathd fail path 8:99']);
+    const a = new MultipathdActions(recordingMap(calls), { client: c, sysfsRoot: '/nonexistent', timeoutMs: 200, stickRetryMs: 10 });
+    const done = await a.fail('8:32', { keepActive: 1 });
+    assert.deepEqual(calls, ['dm fail_path 8:32 keep 1'], 'fail() resolved before multipathd was asked');
+    assert.ok(done.rest);
+    await done.rest;
+    assert.deepEqual(calls, ['dm fail_path 8:32 keep 1', 'multipathd fail path 8:32', 'multipathd fail path 8:32']);
   });
+});
+
+test('MultipathdActions: the stick half gives up after stickAttempts with the last error; the path stays failed in dm', async () => {
+  const calls: string[] = [];
+  await withDaemon(({ command }) => void calls.push(`multipathd ${command}`), async (_d, c) => {
+    const a = new MultipathdActions(recordingMap(calls), { client: c, sysfsRoot: '/nonexistent', timeoutMs: 100, stickAttempts: 2, stickRetryMs: 10 });
+    const done = await a.fail('8:32');
+    await assert.rejects(done.rest!, isCode('timeout'));
+    assert.deepEqual(calls, ['dm fail_path 8:32 keep default', 'multipathd fail path 8:32', 'multipathd fail path 8:32']);
+  });
+});
+
+test('MultipathdActions: a reinstate while fail path is still being retried waits for it, and no fail path is sent after the reinstate', async () => {
+  const calls: string[] = [];
+  await withDaemon(({ command, reply }) => {
+    calls.push(`multipathd ${command}`);
+    if (command.startsWith('reinstate')) reply('ok\n');
+  }, async (_d, c) => {
+    const a = new MultipathdActions(recordingMap(calls), { client: c, sysfsRoot: '/nonexistent', timeoutMs: 150, stickAttempts: 5, stickRetryMs: 10 });
+    const done = await a.fail('8:32');
+    const stuck = done.rest!.then(() => 'landed', (e: unknown) => (e instanceof MultipathdError ? e.code : String(e)));
+    await a.reinstate('8:32');
+    assert.equal(await stuck, 'timeout');
+    await new Promise((r) => setTimeout(r, 100));
+    assert.deepEqual(calls, ['dm fail_path 8:32 keep default', 'multipathd fail path 8:32', 'multipathd reinstate path 8:32']);
+  });
+});
+
+test('MultipathdActions: a dm refusal (the last path) rejects fail() and asks multipathd nothing; bad options are refused', async () => {
+  const calls: string[] = [];
+  await withDaemon(answering(), async (d, c) => {
+    const refused = new LastPathError('mpw-lun', '8:32', 0, 1);
+    const a = new MultipathdActions(recordingMap(calls, refused), { client: c, sysfsRoot: '/nonexistent' });
+    await assert.rejects(a.fail('8:32', { keepActive: 1 }), (e: unknown) => e === refused);
+    assert.deepEqual(d.commands, []);
+  });
+  assert.throws(() => new MultipathdActions(recordingMap(calls), { stickAttempts: 0 }), /stickAttempts must be an integer >= 1, got 0/);
+  assert.throws(() => new MultipathdActions(recordingMap(calls), { stickRetryMs: 1.5 }), /stickRetryMs must be an integer >= 0, got 1.5/);
 });
 
 /** A MultipathMap over a DeviceMapper stand-in that only answers table(). */

@@ -4,6 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { spawnSync } from 'node:child_process';
 import { DeviceClosedError, DirectDevice, IoArgumentError } from '../../lib/io';
 import { FakeClock } from '../../lib/watchdog/fake-clock';
 import { TimedDevice, type TimedDeviceOptions, type TimedIo, type TimedIoData } from '../../lib/watchdog/timed-device';
@@ -143,6 +144,64 @@ test('a deadline passing reports the in-flight I/O to onLate once, and its resul
     assert.equal(t.stats().late, 0);
     assert.equal(t.stats().inflight, 0);
   });
+});
+
+test('the deadline starts when the engine hands the I/O to the kernel, not while it waits for a free slot', async () => {
+  for (const hedgeReads of [false, true]) {
+    await withLoopDevice(MiB, async (loop) => {
+      const clock = new FakeClock(1_000);
+      const reports: LateIo<TimedIoData>[] = [];
+      const t = new TimedDevice({ device: await DirectDevice.open(loop.path, { queueDepth: 1 }), timeoutMs: 100, clock, hedgeReads, onLate: (late) => reports.push(...late) });
+      try {
+        const first = t.read(t.alloc(BLOCK), 0);
+        // One slot: the second read waits in the engine's queue until the first completes.
+        const second = t.read(t.alloc(BLOCK), BLOCK);
+        assert.equal(t.stats().inflight, 1, `hedgeReads ${hedgeReads}: only the submitted read is timed`);
+        clock.advance(150);
+        assert.deepEqual(reports.map((l) => l.io.data.offset), [0], `hedgeReads ${hedgeReads}: the queued read is not late`);
+        assert.equal((await first).late, true);
+        // The second went to the kernel when the first completed, at 1150: due at 1250.
+        clock.advance(50);
+        const r = await second;
+        assert.equal(r.late, false);
+        assert.equal(reports.length, 1);
+      } finally {
+        await t.close();
+      }
+    }, { random: true });
+  }
+});
+
+test('DirectDevice onSubmit: called once the I/O is handed to the kernel, after a wait for a slot; a throw is rethrown, the I/O unharmed', async () => {
+  await withLoopDevice(MiB, async (loop) => {
+    const dev = await DirectDevice.open(loop.path, { queueDepth: 1 });
+    try {
+      const order: string[] = [];
+      const a = dev.read(dev.alloc(BLOCK), 0, { onSubmit: () => order.push('a submitted') }).then(() => order.push('a done'));
+      const b = dev.read(dev.alloc(BLOCK), BLOCK, { onSubmit: () => order.push('b submitted') }).then(() => order.push('b done'));
+      assert.deepEqual(order, ['a submitted']);
+      await Promise.all([a, b]);
+      assert.deepEqual(order, ['a submitted', 'b submitted', 'a done', 'b done']);
+      // A throw from onSubmit is the caller's bug: it surfaces as an uncaught
+      // exception (here in a child process), after the engine's bookkeeping.
+      const script = [
+        `const { DirectDevice } = require(${JSON.stringify(require.resolve('../../lib/io'))});`,
+        'process.on("uncaughtException", (e) => { console.log("uncaught:", e.message); });',
+        '(async () => {',
+        `  const dev = await DirectDevice.open(${JSON.stringify(loop.path)}, { queueDepth: 1 });`,
+        '  const r = await dev.read(dev.alloc(4096), 0, { onSubmit: () => { throw new Error("caller bug"); } });',
+        '  const again = await dev.read(dev.alloc(4096), 4096);',
+        '  console.log("bytes", r.bytes, again.bytes);',
+        '  await dev.close();',
+        '})();',
+      ].join('\n');
+      const child = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 30_000 });
+      assert.equal(child.status, 0, child.stderr);
+      assert.deepEqual(child.stdout.trim().split('\n').sort(), ['bytes 4096 4096', 'uncaught: caller bug']);
+    } finally {
+      await dev.close();
+    }
+  }, { random: true });
 });
 
 test('hedge() re-issues a late read once; the first completion wins and the data is right', async () => {

@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  DeviceMapper, MultipathdActions, MultipathdClient, MultipathdError, Watchdog, detectMultipathd,
+  DeviceMapper, MultipathMap, MultipathdActions, MultipathdClient, MultipathdError, Watchdog, detectMultipathd,
 } from '../../lib/index';
 import { dmPath, dmPathState, useRoundRobinMap, waitFor, type Multipathd } from './helpers/iscsi';
 import { PortalFaults } from './helpers/portal-faults';
@@ -63,8 +63,9 @@ test('a raw dm fail_path is undone by multipathd\'s checker: why cooperation is 
 
 test('a path failed through multipathd stays failed for 3+ polling intervals, and reinstate path brings it back', { timeout: 60_000 }, async () => {
   const [pa, pb] = rig().disks;
-  const actions = new MultipathdActions(rig().name, { client: daemon().client });
-  await actions.fail(pa.devno);
+  const actions = new MultipathdActions(await MultipathMap.open(dm, rig().name), { client: daemon().client });
+  // fail() resolves once dm has it failed; multipathd's half is `rest`.
+  await (await actions.fail(pa.devno)).rest;
   try {
     assert.equal(await dmPathState(rig().map, pa.devno), 'failed');
     const holdMs = (3 * POLL_S + 2) * 1000;

@@ -2,7 +2,7 @@
 // group messages confirmed by dmsetup, and bad input refused before any message.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { DeviceMapper, DmError, MultipathMap, MultipathValueError } from '../../lib/index';
+import { DeviceMapper, DmError, LastPathError, MultipathMap, MultipathValueError } from '../../lib/index';
 import { scsiDebugDisks, sectors } from './helpers/scsi';
 import { dmsetup, forceCleanup } from './helpers/dm';
 
@@ -47,6 +47,25 @@ test('failPath and reinstatePath take 8:16, sdb or /dev/sdb and show in dmsetup 
     assert.equal(await pathState(map.name, a.devno), 'F 1');
     const paths = await map.paths();
     assert.deepEqual(paths.map((p) => p.state), ['failed', 'active']);
+  });
+});
+
+test('failPath refuses, sending nothing, a fail that would leave fewer active paths than keepActive (default 1); bad keepActive is refused', async () => {
+  await withMap('mpw-map-last', `2 queue_mode rq 0 1 1 round-robin 0 2 1 ${a.devno} 1 ${b.devno} 1`, async (map) => {
+    const refused = (path: string, others: number, keep: number) => (e: unknown): boolean =>
+      e instanceof LastPathError && e.code === 'last-path' && e.map === map.name && e.path === path && e.othersActive === others && e.keepActive === keep;
+    await assert.rejects(map.failPath(a.devno, { keepActive: 2 }), refused(a.devno, 1, 2));
+    assert.equal(await pathState(map.name, a.devno), 'A 0');
+    await map.failPath(b.name);
+    await assert.rejects(map.failPath(a.name), refused(a.devno, 0, 1));
+    assert.equal(await pathState(map.name, a.devno), 'A 0');
+    // A path already failed is failed again without complaint: it leaves no fewer active.
+    await map.failPath(b.devno);
+    await assert.rejects(map.failPath(a.devno, { keepActive: -1 }), MultipathValueError);
+    await assert.rejects(map.failPath(a.devno, { keepActive: 1.5 }), MultipathValueError);
+    assert.equal(await pathState(map.name, a.devno), 'A 0');
+    await map.failPath(a.devno, { keepActive: 0 });
+    assert.equal(await pathState(map.name, a.devno), 'F 1');
   });
 });
 

@@ -3,7 +3,7 @@
 // a path device suspended with noflush (hang) or reloaded as dm-delay (slow).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { DmError, MultipathValueError, Watchdog } from '../../lib/index';
+import { DeviceMapper, DmError, DmMessageActions, MultipathMap, MultipathValueError, Watchdog, type PathActions } from '../../lib/index';
 import { createRig, waitFor, type Rig, type RigPath } from './helpers/rig';
 import { dmsetup, forceCleanup } from './helpers/dm';
 import { scsiDebugDisks, sectors } from './helpers/scsi';
@@ -179,6 +179,53 @@ test('both paths hang: one is kept (last-path-kept), and after resume every read
       await wd.stop();
     }
     assert.deepEqual(load.errors, []);
+  });
+});
+
+test('a stale view: the other path failed behind the watchdog just before its fail_path; the fail is refused (last-path-kept), nothing else fails, reads complete', { timeout: 180_000 }, async () => {
+  await withRig('mpw-wd-stale', async (rig) => {
+    const [pa, pb] = rig.paths;
+    const dmActions = new DmMessageActions(await MultipathMap.open(new DeviceMapper(), rig.map));
+    let raced = false;
+    // multipathd's checker at the worst moment: pb failed after the policy
+    // decided (it counted two usable paths) and before the fail_path.
+    const actions: PathActions = {
+      kind: 'stale-view',
+      fail: async (path, request) => {
+        if (!raced) {
+          raced = true;
+          await dmsetup('message', rig.map, '0', `fail_path ${pb.devno}`);
+        }
+        return dmActions.fail(path, request);
+      },
+      reinstate: (path) => dmActions.reinstate(path),
+    };
+    const wd = new Watchdog({ map: rig.map, timeoutMs: 1000, actions, holdDownMs: 500, probeIntervalMs: 250 });
+    const ev = record(wd);
+    await wd.start();
+    const load = readLoad(wd, 4, 1024);
+    try {
+      await waitFor('healthy reads', () => load.done.length >= 20);
+      await rig.hang(pa);
+      await waitFor('last-path-kept', () => ev['last-path-kept'].length > 0, 30_000);
+      assert.ok(raced, 'the fail of the hung path was attempted');
+      const kept = ev['last-path-kept'][0]?.payload;
+      assert.equal(kept?.path.devno, pa.devno);
+      assert.equal(kept?.usablePaths, 1);
+      assert.deepEqual(ev['path-failed'].map((e) => e.payload.path.devno), []);
+      assert.equal(await pathState(rig.map, pa.devno), 'A');
+      assert.equal(await pathState(rig.map, pb.devno), 'F');
+      await rig.heal(pa);
+      const after = load.done.length;
+      await waitFor('reads after resume', () => load.done.length >= after + 50, 30_000);
+    } finally {
+      await rig.heal(pa);
+      await dmsetup('message', rig.map, '0', `reinstate_path ${pb.devno}`).catch(() => undefined);
+      await load.stop();
+      await wd.stop();
+    }
+    assert.deepEqual(load.errors, []);
+    assert.deepEqual(ev.error.map((e) => e.payload.error.message), []);
   });
 });
 
