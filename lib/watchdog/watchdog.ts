@@ -141,6 +141,9 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
   #windowTimer: TimerHandle | undefined;
   #actionGen = 0;
   #actionsInFlight = 0;
+  // Clock ms when a path last went from usable to failed (our fail, or one
+  // seen in dm status); null while none has.
+  #lastLossMs: number | null = null;
   #refreshing = false;
   #refreshAgain = false;
 
@@ -343,7 +346,17 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
     this.#task(this.#attributeLate(late));
   }
 
-  async #attributeLate(late: readonly LateIo<TimedIoData>[]): Promise<void> {
+  async #attributeLate(all: readonly LateIo<TimedIoData>[]): Promise<void> {
+    // An I/O submitted before a path was lost may be stuck on that path:
+    // fail_path frees nothing already queued on it (drivers/md/dm-mpath.c,
+    // fail_path only marks the pgpath inactive). It says nothing about the
+    // paths still usable, so it is hedged, not attributed; a usable path that
+    // is bad too shows in the I/O submitted since, within one timeout.
+    const lossMs = this.#lastLossMs;
+    const before = lossMs === null ? [] : all.filter((l) => l.io.submitMs <= lossMs);
+    const late = before.length === 0 ? all : all.filter((l) => l.io.submitMs > (lossMs as number));
+    if (before.length > 0) this.#lateBeforeLoss(before, lossMs as number);
+    if (late.length === 0) return;
     const oldest = late[0] as LateIo<TimedIoData>;
     let attribution: Attribution;
     try {
@@ -378,6 +391,26 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
     if (this.#o.hedgeReads && this.#state === 'running' && this.#anyFailed()) {
       for (const l of late) this.#io?.hedge(l.io);
     }
+  }
+
+  #lateBeforeLoss(late: readonly LateIo<TimedIoData>[], lossMs: number): void {
+    const now = this.#clock.now();
+    for (const l of late) {
+      const d = l.io.data;
+      const attribution: Attribution = {
+        suspects: [],
+        method: 'none',
+        details: {
+          submitMs: l.io.submitMs, startedAtMs: now, finishedAtMs: now, paths: [], map: null,
+          reason: `submitted ${(lossMs - l.io.submitMs).toFixed(0)} ms before a path was lost: it may be stuck there, so it is not attributed`,
+        },
+      };
+      this.emit('io-late', {
+        map: this.map, ioId: l.io.id, op: d.op === 'write' ? 'write' : 'read', offset: d.offset, length: d.length,
+        lateByMs: l.lateByMs, sinceFaultMs: now - l.io.submitMs, paths: [], attribution,
+      });
+    }
+    if (this.#o.hedgeReads) for (const l of late) this.#io?.hedge(l.io);
   }
 
   #anyFailed(): boolean {
@@ -447,6 +480,7 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
         // The kernel-facing call counts the active paths in a status it reads
         // right before fail_path: the policy's view may be older than that.
         const done = await actions.fail(path, { keepActive: this.#opts.minUsablePaths, signal: this.#abort.signal });
+        this.#lastLossMs = this.#clock.now();
         // The path is out of dm's routing now; what makes it stick (multipathd's
         // `fail path`) goes on without holding up the hedged reads.
         if (done?.rest) this.#task(done.rest.catch((e: unknown) => this.#stickFailed(path, errorOf(e))));
@@ -540,7 +574,10 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
     this.#sampler?.setDevices(this.#sampledDevices());
     this.#passive?.setPaths(this.#usableRefs());
     if (initial) this.#policy = createPolicyState(states);
-    else await this.#step({ kind: 'dm-status', paths: states });
+    else {
+      if (Object.entries(states).some(([id, st]) => st === 'failed' && this.#policy.paths[id]?.status === 'usable')) this.#lastLossMs = this.#clock.now();
+      await this.#step({ kind: 'dm-status', paths: states });
+    }
     this.#passive?.setPaths(this.#usableRefs());
   }
 

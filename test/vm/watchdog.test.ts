@@ -229,6 +229,45 @@ test('a stale view: the other path failed behind the watchdog just before its fa
   });
 });
 
+test('reads stuck on a path that was failed (here by someone else) are hedged, not attributed to the paths still usable', { timeout: 180_000 }, async () => {
+  await withRig('mpw-wd-before', async (rig) => {
+    const [pa, pb] = rig.paths;
+    const wd = new Watchdog({ map: rig.map, timeoutMs: 1000, hedgeReads: true, actions: 'dm' });
+    const ev = record(wd);
+    await wd.start();
+    const load = readLoad(wd, 4, 1024);
+    try {
+      await waitFor('healthy reads', () => load.done.length >= 20);
+      await rig.hang(pa);
+      // Every reader ends up waiting on pa (round-robin sends each to it in
+      // turn): no read completes for 200 ms while pb is healthy.
+      await waitFor('every reader stuck on the hung path', async () => {
+        const n = load.done.length;
+        await new Promise((r) => setTimeout(r, 200));
+        return load.done.length === n;
+      }, 5_000);
+      const stuckAt = performance.now();
+      await dmsetup('message', rig.map, '0', `fail_path ${pa.devno}`);
+      await waitFor('io-late', () => ev['io-late'].length >= 4, 10_000);
+      await waitFor('the hedged reads complete', () => load.done.some((t) => t > stuckAt + 1000), 10_000);
+      for (const e of ev['io-late']) {
+        assert.deepEqual(e.payload.paths, [], 'no usable path is blamed');
+        assert.equal(e.payload.attribution.method, 'none');
+        assert.match(e.payload.attribution.details.reason, /before a path was lost/);
+      }
+      assert.ok(wd.stats().hedged >= 4, `hedged ${wd.stats().hedged}`);
+      assert.deepEqual(ev['path-failed'].map((e) => e.payload.path.devno), []);
+      assert.equal(await pathState(rig.map, pb.devno), 'A');
+    } finally {
+      await rig.heal(pa);
+      await dmsetup('message', rig.map, '0', `reinstate_path ${pa.devno}`).catch(() => undefined);
+      await load.stop();
+      await wd.stop();
+    }
+    assert.deepEqual(load.errors, []);
+  });
+});
+
 test('data integrity: checksummed writes over 20 hang and resume cycles all read back as last written', { timeout: 600_000 }, async () => {
   await withRig('mpw-wd-data', async (rig) => {
     // Flapping by design: cap the damped hold-down so every cycle can start from two usable paths.
