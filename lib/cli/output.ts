@@ -1,6 +1,7 @@
 // Output helpers: where the CLI writes, how an error becomes one line, and how
 // a watchdog event becomes one JSON line.
 import { SyscallError } from '../errors';
+import { LastPathError } from '../multipath/map';
 import { MultipathParseError, MultipathValueError } from '../multipath/tokens';
 import { IoArgumentError } from '../io/errors';
 
@@ -21,7 +22,7 @@ export class CliError extends Error {
 /** True for errors whose message is the whole story: no stack trace is printed for them. */
 export function isExpectedError(e: unknown): boolean {
   return e instanceof SyscallError || e instanceof MultipathValueError || e instanceof MultipathParseError
-    || e instanceof IoArgumentError || e instanceof CliError;
+    || e instanceof IoArgumentError || e instanceof CliError || e instanceof LastPathError;
 }
 
 /** The one line printed for an error: its message, and the errno code when the message does not already carry it. */

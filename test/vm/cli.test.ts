@@ -66,6 +66,17 @@ test('create, status --json, fail, reinstate, remove, and their errors', { timeo
     assert.match(back.stdout, new RegExp(`path ${b.devno} \\(${b.name}\\) is now active`));
     assert.equal(await pathState(map, b.devno), 'A');
 
+    // The last active path is refused, in one line and with nothing sent, unless --force.
+    assert.equal((await cli('fail', map, b.name)).exitCode, 0);
+    const last = await cli('fail', map, a.name);
+    assert.equal(last.exitCode, 1);
+    assert.equal(last.stderr, `mpath-watchdog fail: refusing to fail ${a.devno} of '${map}': 0 other paths active, 1 must stay (last-path)\n`);
+    assert.equal(await pathState(map, a.devno), 'A');
+    const forced = await cli('fail', map, a.name, '--force', '--json');
+    assert.equal(forced.exitCode, 0, forced.stderr);
+    assert.equal(await pathState(map, a.devno), 'F');
+    for (const p of [a, b]) assert.equal((await cli('reinstate', map, p.name)).exitCode, 0);
+
     const notPath = await cli('fail', map, '1:0');
     assert.equal(notPath.exitCode, 1);
     assert.match(notPath.stderr, /^mpath-watchdog fail: [^\n]+$/, 'one line');
