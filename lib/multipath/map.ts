@@ -34,6 +34,8 @@ export interface MultipathMapOptions extends SysfsOptions {}
 export interface FailPathOptions {
   /** Refuse (LastPathError) when fewer than this many other paths would stay active; default 1, never the last; 0 fails even the last. */
   keepActive?: number;
+  /** Paths (maj:min) counted as failed whatever the status says: a fail still on its way to them (multipathd's `fail path` not yet answered). */
+  failing?: readonly string[];
 }
 
 /** failPath refused, nothing sent: failing the path would leave fewer active paths than `keepActive`. */
@@ -157,7 +159,8 @@ export class MultipathMap {
     if (!Number.isSafeInteger(keepActive) || keepActive < 0) throw new MultipathValueError('keepActive', keepActive, 'must be an integer >= 0');
     const { devno, status } = await this.#locate(path);
     const paths = status.groups.flatMap((g) => g.paths);
-    const othersActive = paths.filter((p) => p.device !== devno && p.state === 'active').length;
+    const failing = new Set(options.failing ?? []);
+    const othersActive = paths.filter((p) => p.device !== devno && p.state === 'active' && !failing.has(p.device)).length;
     const self = paths.find((p) => p.device === devno);
     if (self?.state === 'active' && othersActive < keepActive) throw new LastPathError(this.name, devno, othersActive, keepActive);
     await this.#dm.message(this.name, `fail_path ${devno}`);

@@ -27,6 +27,9 @@ export interface MultipathdActionsOptions {
   stickRetryMs?: number;
 }
 
+/** How long an unanswered `fail path` is assumed to possibly still land, ms. */
+const MAY_LAND_MS = 30_000;
+
 // multipathd answers that are worth asking again: it was slow or away, not refusing.
 const RETRYABLE = new Set<MultipathdErrorCode>(['timeout', 'busy', 'io', 'not-running']);
 
@@ -56,6 +59,12 @@ export class MultipathdActions implements PathActions {
   // retrying stops once a later action was asked for.
   readonly #gen = new Map<PathId, number>();
   readonly #sticking = new Map<PathId, Promise<void>>();
+  // Paths whose `fail path` went unanswered (our timeout, or an abort), with
+  // when that was: multipathd may still carry it out once it gets its lock, so
+  // they count as failing until a reinstate, or for MAY_LAND_MS. multipathd
+  // runs a command or drops it ("timeout") within its uxsock_timeout (4 s by
+  // default, multipathd/uxlsnr.c); the margin is wide on purpose.
+  readonly #mayLand = new Map<PathId, number>();
 
   constructor(map: MultipathMap, options: MultipathdActionsOptions = {}) {
     this.map = map.name;
@@ -74,7 +83,13 @@ export class MultipathdActions implements PathActions {
 
   async fail(path: PathId, request?: FailRequest): Promise<FailDone> {
     const gen = this.#bump(path);
-    await this.#dm.failPath(path, request ? { keepActive: request.keepActive } : {});
+    // A `fail path` still on its way to another path will land whatever that
+    // path's state is now (the checker may have reinstated it meanwhile): it
+    // does not count as active.
+    const now = performance.now();
+    for (const [p, at] of this.#mayLand) if (now - at > MAY_LAND_MS) this.#mayLand.delete(p);
+    const failing = [...new Set([...this.#sticking.keys(), ...this.#mayLand.keys()])].filter((p) => p !== path);
+    await this.#dm.failPath(path, { ...(request ? { keepActive: request.keepActive } : {}), failing });
     const rest = this.#stick(path, gen, request?.signal);
     const settled = rest.catch(() => undefined);
     this.#sticking.set(path, settled);
@@ -84,9 +99,10 @@ export class MultipathdActions implements PathActions {
 
   async reinstate(path: PathId): Promise<void> {
     this.#bump(path);
-    // A `fail path` still on its way would land after the reinstate and undo it.
+    // A `fail path` still being retried would land after the reinstate and undo it.
     await this.#sticking.get(path);
     await this.client.reinstatePath(await this.deviceName(path), this.#call);
+    this.#mayLand.delete(path);
   }
 
   #bump(path: PathId): number {
@@ -101,8 +117,10 @@ export class MultipathdActions implements PathActions {
     for (let attempt = 1; ; attempt++) {
       try {
         await this.client.failPath(name, call);
+        this.#mayLand.delete(path);
         return;
       } catch (e) {
+        if (e instanceof MultipathdError && (e.code === 'timeout' || e.code === 'aborted')) this.#mayLand.set(path, performance.now());
         const retry = e instanceof MultipathdError && RETRYABLE.has(e.code) && attempt < this.#attempts;
         if (!retry || this.#gen.get(path) !== gen) throw e;
       }

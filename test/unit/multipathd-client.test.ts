@@ -181,9 +181,9 @@ async function fakeSysfs(): Promise<string> {
 function recordingMap(calls: string[], refuse?: Error): MultipathMap {
   return {
     name: 'mpw-lun',
-    failPath: async (p: string, o?: { keepActive?: number }) => {
+    failPath: async (p: string, o?: { keepActive?: number; failing?: readonly string[] }) => {
       if (refuse) throw refuse;
-      calls.push(`dm fail_path ${p} keep ${o?.keepActive ?? 'default'}`);
+      calls.push(`dm fail_path ${p} keep ${o?.keepActive ?? 'default'}${o?.failing?.length ? ` failing ${o.failing.join(',')}` : ''}`);
     },
   } as unknown as MultipathMap;
 }
@@ -247,6 +247,32 @@ test('MultipathdActions: a reinstate while fail path is still being retried wait
     assert.equal(await stuck, 'timeout');
     await new Promise((r) => setTimeout(r, 100));
     assert.deepEqual(calls, ['dm fail_path 8:32 keep default', 'multipathd fail path 8:32', 'multipathd reinstate path 8:32']);
+  });
+});
+
+test('MultipathdActions: a path whose fail path is still being retried, or went unanswered, counts as failing for the last-path check of another fail', async () => {
+  const calls: string[] = [];
+  await withDaemon(({ command, reply }) => {
+    calls.push(`multipathd ${command}`);
+    if (!command.startsWith('fail path 8:32')) reply('ok\n');
+  }, async (_d, c) => {
+    const a = new MultipathdActions(recordingMap(calls), { client: c, sysfsRoot: '/nonexistent', timeoutMs: 100, stickAttempts: 1 });
+    const first = await a.fail('8:32');
+    await a.fail('8:48');
+    await assert.rejects(first.rest!, isCode('timeout'));
+    // Unanswered: multipathd may still carry it out.
+    await (await a.fail('8:64')).rest;
+    await a.reinstate('8:32');
+    await (await a.fail('8:80')).rest;
+    // 8:32 counts while its fail path is in flight (8:48) and after it went
+    // unanswered (8:64); 8:48, answered, is failed in dm status itself; after
+    // the reinstate nothing is on its way (8:80).
+    assert.deepEqual(calls.filter((x) => x.startsWith('dm')), [
+      'dm fail_path 8:32 keep default',
+      'dm fail_path 8:48 keep default failing 8:32',
+      'dm fail_path 8:64 keep default failing 8:32',
+      'dm fail_path 8:80 keep default',
+    ]);
   });
 });
 

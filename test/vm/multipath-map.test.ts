@@ -55,6 +55,8 @@ test('failPath refuses, sending nothing, a fail that would leave fewer active pa
     const refused = (path: string, others: number, keep: number) => (e: unknown): boolean =>
       e instanceof LastPathError && e.code === 'last-path' && e.map === map.name && e.path === path && e.othersActive === others && e.keepActive === keep;
     await assert.rejects(map.failPath(a.devno, { keepActive: 2 }), refused(a.devno, 1, 2));
+    // A path with a fail on its way counts as failed whatever its state.
+    await assert.rejects(map.failPath(a.devno, { failing: [b.devno] }), refused(a.devno, 0, 1));
     assert.equal(await pathState(map.name, a.devno), 'A 0');
     await map.failPath(b.name);
     await assert.rejects(map.failPath(a.name), refused(a.devno, 0, 1));
