@@ -9,7 +9,8 @@ import { Watchdog, type WatchdogOptions } from '../lib/watchdog';
 export interface MapReader {
   /** 4 KiB blocks in the map. */
   readonly blocks: number;
-  read(buf: Buffer, offset: number): Promise<unknown>;
+  /** Reads; says whether the read was hedged (re-issued by the watchdog). */
+  read(buf: Buffer, offset: number): Promise<{ hedged: boolean }>;
   alloc(bytes: number): Buffer;
   /** Stops the watchdog or closes the device, waiting at most `ms` for stuck I/O to drain. */
   close(ms: number): Promise<void>;
@@ -25,8 +26,8 @@ export async function openMapReader(
   if (watchdog) {
     const w = new Watchdog({ map, queueDepth, dm, ...watchdog });
     await w.start();
-    return { blocks, read: (b, o) => w.read(b, o), alloc: (n) => w.alloc(n), close: (ms) => Promise.race([w.stop(), sleep(ms)]) };
+    return { blocks, read: async (b, o) => ({ hedged: (await w.read(b, o)).hedged }), alloc: (n) => w.alloc(n), close: (ms) => Promise.race([w.stop(), sleep(ms)]) };
   }
   const d = await DirectDevice.open(await dm.devicePath(map), { queueDepth });
-  return { blocks, read: (b, o) => d.read(b, o), alloc: (n) => d.alloc(n), close: (ms) => Promise.race([d.close(), sleep(ms)]) };
+  return { blocks, read: async (b, o) => { await d.read(b, o); return { hedged: false }; }, alloc: (n) => d.alloc(n), close: (ms) => Promise.race([d.close(), sleep(ms)]) };
 }

@@ -48,7 +48,7 @@ const DRAIN_MS = 30_000;
 type Win = 'healthy' | 'fault' | 'restored';
 const WINDOWS: readonly Win[] = ['healthy', 'fault', 'restored'];
 
-interface Read { submit: number; done: number | undefined; error: boolean }
+interface Read { submit: number; done: number | undefined; error: boolean; hedged: boolean }
 
 interface WindowFigures {
   window: Win;
@@ -69,6 +69,8 @@ interface Result {
   failedAfterMs: number | undefined;
   reinstatedAfterMs: number | undefined;
   partial: boolean;
+  /** Each read of the fault window over SLOW_MS: submitted when, relative to the fail (ms, negative before it), how long it took, hedged. */
+  slowReads: { sinceFailMs: number | undefined; sinceDelayMs: number; latencyMs: number; open: boolean; hedged: boolean }[];
 }
 
 const now = (): number => performance.now();
@@ -119,10 +121,10 @@ async function runOne(id: 'a' | 'b', disks: [LioDisk, LioDisk], faults: PortalFa
     workers = Array.from({ length: QD }, async () => {
       const buf = r.alloc(BLOCK);
       while (running) {
-        const rec: Read = { submit: now(), done: undefined, error: false };
+        const rec: Read = { submit: now(), done: undefined, error: false, hedged: false };
         reads.push(rec);
         try {
-          await r.read(buf, Math.floor(Math.random() * r.blocks) * BLOCK);
+          rec.hedged = (await r.read(buf, Math.floor(Math.random() * r.blocks) * BLOCK)).hedged;
         } catch {
           rec.error = true;
         }
@@ -163,6 +165,15 @@ async function runOne(id: 'a' | 'b', disks: [LioDisk, LioDisk], faults: PortalFa
       failedAfterMs: failedAt === undefined ? undefined : failedAt - inForce,
       reinstatedAfterMs: reinstatedAt === undefined ? undefined : reinstatedAt - restoreAt,
       partial,
+      slowReads: reads
+        .filter((x) => x.submit >= span.fault[0] && x.submit < span.fault[1] && (x.done ?? end) - x.submit > SLOW_MS)
+        .map((x) => ({
+          sinceFailMs: failedAt === undefined ? undefined : x.submit - failedAt,
+          sinceDelayMs: x.submit - inForce,
+          latencyMs: (x.done ?? end) - x.submit,
+          open: x.done === undefined,
+          hedged: x.hedged,
+        })),
     };
   } finally {
     running = false;
@@ -211,6 +222,15 @@ async function main(): Promise<void> {
     const w = results.find((r) => r.id === id)?.windows.find((x) => x.window === 'fault');
     return w === undefined ? 'n/a' : String(w.over1s);
   };
+  for (const r of results) {
+    if (r.slowReads.length === 0) continue;
+    console.log(`\n(${r.id}) the ${r.slowReads.length} reads of the fault window over ${SLOW_MS / 1000} s (the fail is sampled every 100 ms):`);
+    for (const x of r.slowReads.slice(0, 40)) {
+      const when = x.sinceFailMs === undefined ? 'no fail' : `${x.sinceFailMs >= 0 ? '+' : ''}${x.sinceFailMs.toFixed(0)} ms from the fail`;
+      console.log(`  submitted ${x.sinceDelayMs.toFixed(0)} ms after the delay began (${when}), took ${x.open ? '> ' : ''}${ms(x.latencyMs)}, ${x.hedged ? 'hedged' : 'not hedged'}`);
+    }
+    if (r.slowReads.length > 40) console.log(`  (+${r.slowReads.length - 40} more)`);
+  }
   console.log(`slow-path reads over 1 s in the fault window: multipathd alone ${fault('a')}, with watchdog ${fault('b')}`);
 }
 
