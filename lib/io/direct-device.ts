@@ -38,6 +38,8 @@ export interface IoResult {
 export interface IoSubmitOptions {
   /** Called once the I/O is handed to the kernel (after any wait for a free slot of the queue); a throw is rethrown asynchronously. */
   onSubmit?: () => void;
+  /** Goes ahead of the I/O waiting for a free slot (a hedged re-issue must not wait behind the reads it is to rescue). */
+  urgent?: boolean;
 }
 
 /** Options of close(). */
@@ -174,6 +176,11 @@ export class DirectDevice {
     return this.#native.ringFlags;
   }
 
+  /** I/Os waiting for a free slot (not yet handed to the kernel). */
+  get queued(): number {
+    return this.#waiting.length - this.#waitHead;
+  }
+
   /** I/Os submitted to the kernel and not yet completed. */
   get inFlight(): number {
     return this.#inFlight;
@@ -200,18 +207,18 @@ export class DirectDevice {
    * detached (transferred) while the kernel writes into it.
    */
   read(buf: Uint8Array, offset: number, options?: IoSubmitOptions): Promise<IoResult> {
-    return this.#enqueue('read', buf, offset, options?.onSubmit);
+    return this.#enqueue('read', buf, offset, options);
   }
 
   /** Writes buf at offset (a buffer not from alloc() is copied when the call is made). */
   write(buf: Uint8Array, offset: number, options?: IoSubmitOptions): Promise<IoResult> {
     if (this.readOnly) return Promise.reject(this.#argError('read-only', offset, byteLength(buf)));
-    return this.#enqueue('write', buf, offset, options?.onSubmit);
+    return this.#enqueue('write', buf, offset, options);
   }
 
   /** fsync: completes when everything written before it is on stable storage. */
   flush(options?: IoSubmitOptions): Promise<IoResult> {
-    return this.#enqueue('flush', null, 0, options?.onSubmit);
+    return this.#enqueue('flush', null, 0, options);
   }
 
   /**
@@ -261,7 +268,7 @@ export class DirectDevice {
     });
   }
 
-  #enqueue(operation: IoOperation, buf: Uint8Array | null, offset: number, onSubmit: (() => void) | undefined): Promise<IoResult> {
+  #enqueue(operation: IoOperation, buf: Uint8Array | null, offset: number, options: IoSubmitOptions | undefined): Promise<IoResult> {
     if (this.#closing) return Promise.reject(new DeviceClosedError(this.path));
     // byteLength, not length: a Float64Array of 64 elements is 512 bytes to the kernel.
     if (buf !== null && !(buf instanceof Uint8Array)) return Promise.reject(this.#argError('not-a-uint8array', offset, byteLength(buf)));
@@ -276,8 +283,9 @@ export class DirectDevice {
       }
     }
     return new Promise<IoResult>((resolve, reject) => {
-      const op: Op = { operation, buf: kernelBuf, user: kernelBuf === buf ? null : buf, offset, length, resolve, reject, onSubmit };
+      const op: Op = { operation, buf: kernelBuf, user: kernelBuf === buf ? null : buf, offset, length, resolve, reject, onSubmit: options?.onSubmit };
       if (this.#free.length > 0) this.#start(op);
+      else if (options?.urgent === true) this.#waiting.splice(this.#waitHead, 0, op);
       else this.#waiting.push(op);
     });
   }

@@ -65,6 +65,13 @@ export class WatchdogMetrics {
       },
     });
     new Gauge({
+      name: `${p}queued`, help: 'I/Os of ours waiting for a free slot of the engine queue (not yet timed)', labelNames: ['map'], registers,
+      collect() {
+        this.reset();
+        for (const wd of watchdogs) this.set({ map: wd.map }, wd.stats().queued);
+      },
+    });
+    new Gauge({
       name: `${p}inflight_late`, help: 'I/Os of ours in flight and past their deadline', labelNames: ['map'], registers,
       collect() {
         this.reset();

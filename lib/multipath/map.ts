@@ -77,6 +77,7 @@ export class MultipathMap {
   readonly name: string;
   readonly #dm: DeviceMapper;
   readonly #sysfs: SysfsOptions;
+  #failQueue: Promise<void> = Promise.resolve();
 
   private constructor(dm: DeviceMapper, name: string, sysfs: SysfsOptions) {
     this.#dm = dm;
@@ -157,13 +158,19 @@ export class MultipathMap {
   async failPath(path: string, options: FailPathOptions = {}): Promise<void> {
     const keepActive = options.keepActive ?? 1;
     if (!Number.isSafeInteger(keepActive) || keepActive < 0) throw new MultipathValueError('keepActive', keepActive, 'must be an integer >= 0');
-    const { devno, status } = await this.#locate(path);
-    const paths = status.groups.flatMap((g) => g.paths);
     const failing = new Set(options.failing ?? []);
-    const othersActive = paths.filter((p) => p.device !== devno && p.state === 'active' && !failing.has(p.device)).length;
-    const self = paths.find((p) => p.device === devno);
-    if (self?.state === 'active' && othersActive < keepActive) throw new LastPathError(this.name, devno, othersActive, keepActive);
-    await this.#dm.message(this.name, `fail_path ${devno}`);
+    // One fail at a time through this map object: two that each read the
+    // status before the other's message would both count the other as active.
+    const run = this.#failQueue.then(async () => {
+      const { devno, status } = await this.#locate(path);
+      const paths = status.groups.flatMap((g) => g.paths);
+      const othersActive = paths.filter((p) => p.device !== devno && p.state === 'active' && !failing.has(p.device)).length;
+      const self = paths.find((p) => p.device === devno);
+      if (self?.state === 'active' && othersActive < keepActive) throw new LastPathError(this.name, devno, othersActive, keepActive);
+      await this.#dm.message(this.name, `fail_path ${devno}`);
+    });
+    this.#failQueue = run.catch(() => undefined);
+    return run;
   }
 
   /** Reinstates a failed path (`reinstate_path`). */

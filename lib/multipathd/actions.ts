@@ -4,13 +4,13 @@
 // that path (cli_fail in multipath-tools multipathd/cli_handlers.c) and
 // `reinstate path` resumes it (cli_reinstate).
 import { setTimeout as delay } from 'node:timers/promises';
-import type { MultipathMap } from '../multipath/map';
 import { resolveBlockDevice } from '../multipath/paths';
 import { DmMessageActions, type FailDone, type FailRequest, type PathActions } from '../watchdog/actions';
 import type { PathId } from '../watchdog/policy';
-import { checkInteger } from '../watchdog/policy-options';
+import { checkInteger } from '../check';
 import { MultipathdClient, type MultipathdCallOptions } from './client';
 import { MultipathdError, type MultipathdErrorCode } from './errors';
+import { LastPathError, type MultipathMap } from '../multipath/map';
 import type { MultipathdMap } from './parse';
 
 /** Options of MultipathdActions. */
@@ -19,30 +19,50 @@ export interface MultipathdActionsOptions {
   client?: MultipathdClient;
   /** Where sysfs is, to name a maj:min path (default /sys). */
   sysfsRoot?: string;
-  /** Deadline of each fail or reinstate call, ms (default: the client's). */
+  /** Deadline of each reinstate call, ms (default: the client's). */
   timeoutMs?: number;
+  /** Deadline of each background `fail path`, ms (default 10 s: longer than multipathd's own uxsock_timeout, 4 s, so that it answers ok, fail or "timeout" and the outcome is known). */
+  stickTimeoutMs?: number;
   /** Calls of `fail path` made before the stick half gives up (default 3). */
   stickAttempts?: number;
   /** Wait before the first retry of `fail path`, ms, doubled for each (default 500). */
   stickRetryMs?: number;
 }
 
-/** How long an unanswered `fail path` is assumed to possibly still land, ms. */
+/** How long a `fail path` with no known outcome is assumed to possibly still land, ms. */
 const MAY_LAND_MS = 30_000;
 
 // multipathd answers that are worth asking again: it was slow or away, not refusing.
 const RETRYABLE = new Set<MultipathdErrorCode>(['timeout', 'busy', 'io', 'not-running']);
+// Errors after which the command may have reached multipathd and may still run.
+const UNKNOWN_OUTCOME = new Set<MultipathdErrorCode>(['timeout', 'aborted', 'io']);
+
+/** One path's background `fail path`. */
+interface Stick {
+  /** Settles when the stick half ends, whatever the outcome (undefined while the dm half runs). */
+  settled: Promise<void> | undefined;
+  /** Wakes its back-off wait, to end it early. */
+  readonly wake: AbortController;
+  /** A later fail or reinstate of the path was asked for: do not send again. */
+  superseded: boolean;
+  /** A later fail of the same path was refused as the last path: undo this one if it lands. */
+  undoOnLand: boolean;
+}
 
 /**
  * Fails and reinstates paths so that multipathd's checker does not undo a fail.
  * fail() sends dm's fail_path to the map (instant, with the last-path check
  * of MultipathMap#failPath) and resolves; `fail path` to multipathd, which
- * pauses its checker for the path, follows in the background (FailDone.rest),
- * retried while multipathd is slow: it answers only once it holds its vectors
- * lock, which its checker can keep for seconds while a prioritizer's SG_IO
- * waits on the dead path (measured: 4 s timeouts in the guest with the alua
- * prioritizer). Until it lands the checker may undo the fail; dm status then
- * shows the path active again, and the watchdog follows that.
+ * pauses its checker for the path (cli_fail in multipathd/cli_handlers.c),
+ * follows in the background (FailDone.rest), retried while multipathd is slow:
+ * it answers only once it holds its vectors lock, which its checker can keep
+ * for seconds while a prioritizer's SG_IO waits on the dead path (measured:
+ * 4 s timeouts in the guest with the alua prioritizer). Until it lands the
+ * checker may undo the fail; dm status then shows the path active again.
+ *
+ * multipathd runs `fail path` whatever the path's state by then, so while one
+ * is on its way, or its outcome is unknown, that path counts as failed for the
+ * last-path check of every other fail.
  */
 export class MultipathdActions implements PathActions {
   readonly kind = 'multipathd';
@@ -52,18 +72,12 @@ export class MultipathdActions implements PathActions {
   readonly client: MultipathdClient;
   readonly #sysfs: { sysfsRoot?: string };
   readonly #call: MultipathdCallOptions;
+  readonly #stickCall: MultipathdCallOptions;
   readonly #dm: MultipathMap;
   readonly #attempts: number;
   readonly #retryMs: number;
-  // Per path: bumped by every fail and reinstate, so that a stick half still
-  // retrying stops once a later action was asked for.
-  readonly #gen = new Map<PathId, number>();
-  readonly #sticking = new Map<PathId, Promise<void>>();
-  // Paths whose `fail path` went unanswered (our timeout, or an abort), with
-  // when that was: multipathd may still carry it out once it gets its lock, so
-  // they count as failing until a reinstate, or for MAY_LAND_MS. multipathd
-  // runs a command or drops it ("timeout") within its uxsock_timeout (4 s by
-  // default, multipathd/uxlsnr.c); the margin is wide on purpose.
+  readonly #sticks = new Map<PathId, Stick[]>();
+  // Paths whose `fail path` ended with no known outcome, and when.
   readonly #mayLand = new Map<PathId, number>();
 
   constructor(map: MultipathMap, options: MultipathdActionsOptions = {}) {
@@ -72,6 +86,7 @@ export class MultipathdActions implements PathActions {
     this.client = options.client ?? new MultipathdClient();
     this.#sysfs = options.sysfsRoot === undefined ? {} : { sysfsRoot: options.sysfsRoot };
     this.#call = options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs };
+    this.#stickCall = { timeoutMs: checkInteger('stickTimeoutMs', options.stickTimeoutMs ?? 10_000, 1) };
     this.#attempts = checkInteger('stickAttempts', options.stickAttempts ?? 3, 1);
     this.#retryMs = checkInteger('stickRetryMs', options.stickRetryMs ?? 500, 0);
   }
@@ -82,50 +97,74 @@ export class MultipathdActions implements PathActions {
   }
 
   async fail(path: PathId, request?: FailRequest): Promise<FailDone> {
-    const gen = this.#bump(path);
-    // A `fail path` still on its way to another path will land whatever that
-    // path's state is now (the checker may have reinstated it meanwhile): it
-    // does not count as active.
-    const now = performance.now();
-    for (const [p, at] of this.#mayLand) if (now - at > MAY_LAND_MS) this.#mayLand.delete(p);
-    const failing = [...new Set([...this.#sticking.keys(), ...this.#mayLand.keys()])].filter((p) => p !== path);
-    await this.#dm.failPath(path, { ...(request ? { keepActive: request.keepActive } : {}), failing });
-    const rest = this.#stick(path, gen, request?.signal);
-    const settled = rest.catch(() => undefined);
-    this.#sticking.set(path, settled);
-    void settled.finally(() => { if (this.#sticking.get(path) === settled) this.#sticking.delete(path); });
+    const earlier = this.#supersede(path);
+    // Registered before the dm half: a fail of another path started meanwhile counts this one as failing.
+    const stick: Stick = { settled: undefined, wake: new AbortController(), superseded: false, undoOnLand: false };
+    const list = this.#sticks.get(path) ?? [];
+    list.push(stick);
+    this.#sticks.set(path, list);
+    const failing = this.#failingExcept(path);
+    try {
+      await this.#dm.failPath(path, { ...(request ? { keepActive: request.keepActive } : {}), failing });
+    } catch (e) {
+      this.#drop(path, stick);
+      // Refused: an earlier `fail path` of this same path must not land now.
+      if (e instanceof LastPathError) for (const s of earlier) s.undoOnLand = true;
+      throw e;
+    }
+    const rest = this.#stick(path, stick, request?.signal);
+    stick.settled = rest.then(() => undefined, () => undefined).finally(() => this.#drop(path, stick));
     return { rest };
   }
 
   async reinstate(path: PathId): Promise<void> {
-    this.#bump(path);
     // A `fail path` still being retried would land after the reinstate and undo it.
-    await this.#sticking.get(path);
+    await Promise.all(this.#supersede(path).map((s) => s.settled));
     await this.client.reinstatePath(await this.deviceName(path), this.#call);
     this.#mayLand.delete(path);
   }
 
-  #bump(path: PathId): number {
-    const gen = (this.#gen.get(path) ?? 0) + 1;
-    this.#gen.set(path, gen);
-    return gen;
+  /** Marks every stick of `path` superseded, wakes their back-off, and returns them. */
+  #supersede(path: PathId): Stick[] {
+    const list = [...(this.#sticks.get(path) ?? [])];
+    for (const s of list) {
+      s.superseded = true;
+      s.wake.abort();
+    }
+    return list;
   }
 
-  async #stick(path: PathId, gen: number, signal: AbortSignal | undefined): Promise<void> {
+  #drop(path: PathId, stick: Stick): void {
+    const list = this.#sticks.get(path)?.filter((s) => s !== stick) ?? [];
+    if (list.length > 0) this.#sticks.set(path, list);
+    else this.#sticks.delete(path);
+  }
+
+  #failingExcept(path: PathId): string[] {
+    const now = performance.now();
+    for (const [p, at] of this.#mayLand) if (now - at > MAY_LAND_MS) this.#mayLand.delete(p);
+    return [...new Set([...this.#sticks.keys(), ...this.#mayLand.keys()])].filter((p) => p !== path);
+  }
+
+  async #stick(path: PathId, stick: Stick, signal: AbortSignal | undefined): Promise<void> {
     const name = await this.deviceName(path);
-    const call = signal ? { ...this.#call, signal } : this.#call;
-    for (let attempt = 1; ; attempt++) {
+    const call = signal ? { ...this.#stickCall, signal } : this.#stickCall;
+    for (let attempt = 1; !stick.superseded; attempt++) {
       try {
         await this.client.failPath(name, call);
         this.#mayLand.delete(path);
+        if (stick.undoOnLand) await this.client.reinstatePath(name, this.#call);
         return;
       } catch (e) {
-        if (e instanceof MultipathdError && (e.code === 'timeout' || e.code === 'aborted')) this.#mayLand.set(path, performance.now());
-        const retry = e instanceof MultipathdError && RETRYABLE.has(e.code) && attempt < this.#attempts;
-        if (!retry || this.#gen.get(path) !== gen) throw e;
+        if (e instanceof MultipathdError && UNKNOWN_OUTCOME.has(e.code)) this.#mayLand.set(path, performance.now());
+        // Superseded by a later action: ending quietly is what was asked for.
+        if (stick.superseded) return;
+        if (!(e instanceof MultipathdError && RETRYABLE.has(e.code)) || attempt >= this.#attempts) throw e;
       }
-      await delay(this.#retryMs * 2 ** (attempt - 1), undefined, signal ? { signal } : {});
-      if (this.#gen.get(path) !== gen) return;
+      const wait = this.#retryMs * 2 ** (attempt - 1);
+      const wake = signal ? AbortSignal.any([signal, stick.wake.signal]) : stick.wake.signal;
+      await delay(wait, undefined, { signal: wake }).catch(() => undefined);
+      if (signal?.aborted) throw signal.reason;
     }
   }
 }

@@ -37,6 +37,8 @@ export interface LateIoContext {
   readonly map: PathRef | null;
   /** The map's usable paths, from its dm status. */
   readonly paths: readonly PathRef[];
+  /** false: every path waits out its own probe deadline (no naming by elimination); default true. */
+  readonly elimination?: boolean;
 }
 
 /** What a path's counters showed. */
@@ -226,7 +228,7 @@ export class Attributor {
     const stuck = isStuck.filter(Boolean).length;
     if (late.paths.length === 0) return finish([], 'none', 'the map has no usable path', views);
 
-    const verdicts = await this.#verdicts(late.paths, isStuck);
+    const verdicts = await this.#verdicts(late.paths, late.elimination === false ? isStuck.map(() => false) : isStuck);
     const probed = views.map((v, i) => ({ ...v, probe: verdicts[i]! }));
     const probeSuspects = probed
       .filter((v) => isSuspectVerdict(v.probe))

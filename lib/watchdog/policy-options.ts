@@ -1,6 +1,8 @@
 // The policy's knobs, their defaults, and the checks that turn bad input into
 // a clear error before anything is decided with it.
 
+import { checkInteger } from '../check';
+
 /** Every policy option, resolved (see {@link resolvePolicyOptions} for defaults). */
 export interface PolicyOptions {
   /** An I/O in flight longer than this is late; a probe this slow is slow. */
@@ -54,11 +56,6 @@ export function checkDuration(name: string, v: number): number {
   return v;
 }
 
-/** `v` if it is an integer >= `min`; throws RangeError naming `name` otherwise. */
-export function checkInteger(name: string, v: number, min: number): number {
-  if (!Number.isInteger(v) || v < min) throw new RangeError(`${name} must be an integer >= ${min}, got ${v}`);
-  return v;
-}
 
 /** Fills in defaults and validates; throws RangeError naming the bad option. */
 export function resolvePolicyOptions(input: PolicyOptionsInput): PolicyOptions {

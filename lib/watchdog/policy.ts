@@ -116,6 +116,8 @@ export interface ActionFailedObservation {
   readonly path: PathId;
   readonly action: 'fail' | 'reinstate';
   readonly error: string;
+  /** The fail was refused at the last moment as the last path(s) (the status read just before it counted too few others active), for the fault of this kind. */
+  readonly lastPath?: { readonly reason: FailEvidence['reason'] };
 }
 
 /** Everything the policy can be told. */
@@ -156,6 +158,8 @@ export type Decision<E = unknown> =
       readonly faultSeenAt: number;
       readonly holdDownUntil: number;
       readonly flapLevel: number;
+      /** A last-path-kept was already given for this fault (a fail refused at the last moment need not report it again). */
+      readonly alreadyKept: boolean;
     }
   | { readonly kind: 'reinstate'; readonly path: PathId; readonly fastProbes: number; readonly failedAt: number | null }
   | {
@@ -274,7 +278,7 @@ function tryFail<E>(state: PolicyState, id: PathId, evidence: FailEvidence<E>, n
       nextProbeAt,
     }),
     decisions: [
-      { kind: 'fail', path: id, evidence, faultSeenAt, holdDownUntil, flapLevel },
+      { kind: 'fail', path: id, evidence, faultSeenAt, holdDownUntil, flapLevel, alreadyKept: p[evidence.reason === 'timeout' ? 'keptForTimeout' : 'keptForSlow'] },
       { kind: 'probe', path: id, atMs: nextProbeAt },
     ],
   };
@@ -435,7 +439,12 @@ function onActionFailed<E>(state: PolicyState, obs: ActionFailedObservation, now
   if (obs.action === 'fail' && p.status === 'failed' && p.failedBy === 'watchdog') {
     // dm still routes to it; stop probing a path we never took out.
     const decisions: Decision<E>[] = p.nextProbeAt !== null ? [{ kind: 'cancel-probe', path: obs.path }] : [];
-    return { state: patch(state, obs.path, { ...usableAgain(now), reinstatedAt: p.reinstatedAt }), decisions };
+    const back: Partial<PathPolicyState> = { ...usableAgain(now), reinstatedAt: p.reinstatedAt };
+    // Kept as the last path: the fail did not happen, and the fault is kept
+    // once, as if this state had known the other paths were out.
+    const kept: Partial<PathPolicyState> = obs.lastPath === undefined ? {}
+      : { fails: Math.max(0, p.fails - 1), [obs.lastPath.reason === 'timeout' ? 'keptForTimeout' : 'keptForSlow']: true };
+    return { state: patch(state, obs.path, { ...back, ...kept }), decisions };
   }
   if (obs.action === 'reinstate' && p.status === 'usable') {
     const nextProbeAt = now + o.probeIntervalMs;

@@ -64,9 +64,11 @@ export interface TimedIoResult extends IoResult {
 
 /** What stats() returns: the I/O in flight and the latency of completed reads and writes. */
 export interface TimedDeviceStats {
-  /** I/Os in flight and, of those, reported late. */
+  /** I/Os in flight (handed to the kernel) and, of those, reported late. */
   inflight: number;
   late: number;
+  /** I/Os waiting for a free slot of the engine's queue: not timed yet (their deadline starts at submit). */
+  queued: number;
   /** Reads and writes completed, and their latency, ms (NaN quantiles when none). */
   completed: number;
   p50Ms: number;
@@ -197,6 +199,7 @@ export class TimedDevice {
   stats(): TimedDeviceStats {
     return {
       inflight: this.#tracker.size,
+      queued: this.device.queued,
       late: this.#tracker.lateCount,
       completed: this.#completed,
       p50Ms: this.#hist.quantile(0.5),
@@ -308,7 +311,7 @@ export class TimedDevice {
         const bounce = this.#bounce(length);
         outstanding++;
         // Only the first read starts the deadline; a hedge runs on the same one.
-        dev.read(bounce, offset, hedged ? undefined : d).then(
+        dev.read(bounce, offset, hedged ? { urgent: true } : d).then(
           (r) => {
             outstanding--;
             if (settled) {

@@ -25,6 +25,13 @@ import { ProbeRunner } from './probes';
 import { TimedDevice, type TimedDeviceStats, type TimedIoData, type TimedIoOptions, type TimedIoResult } from './timed-device';
 import type { LateIo } from './tracker';
 
+// What #act does when a fail is refused at the last moment as the last path.
+interface Refusal {
+  readonly reason: 'timeout' | 'slow';
+  readonly alreadyKept: boolean;
+  readonly report: (e: LastPathError) => void;
+}
+
 /** active: time our own I/O; passive: watch others' I/O through sysfs; both. */
 export type WatchdogMode = 'active' | 'passive' | 'both';
 
@@ -102,7 +109,7 @@ export interface WatchdogStats extends TimedDeviceStats {
 type State = 'new' | 'starting' | 'running' | 'stopping' | 'stopped';
 
 /** stats() of a watchdog that does no I/O of its own (passive), or before start. */
-const NO_IO: TimedDeviceStats = { inflight: 0, late: 0, completed: 0, p50Ms: NaN, p99Ms: NaN, maxMs: 0, hedged: 0 };
+const NO_IO: TimedDeviceStats = { inflight: 0, late: 0, queued: 0, completed: 0, p50Ms: NaN, p99Ms: NaN, maxMs: 0, hedged: 0 };
 
 function errorOf(e: unknown): Error {
   return e instanceof Error ? e : new Error(String(e));
@@ -346,17 +353,16 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
     this.#task(this.#attributeLate(late));
   }
 
-  async #attributeLate(all: readonly LateIo<TimedIoData>[]): Promise<void> {
+  async #attributeLate(late: readonly LateIo<TimedIoData>[]): Promise<void> {
     // An I/O submitted before a path was lost may be stuck on that path:
     // fail_path frees nothing already queued on it (drivers/md/dm-mpath.c,
-    // fail_path only marks the pgpath inactive). It says nothing about the
-    // paths still usable, so it is hedged, not attributed; a usable path that
-    // is bad too shows in the I/O submitted since, within one timeout.
+    // fail_path only marks the pgpath inactive). Its reads are hedged at once,
+    // and it is attributed on the usable paths' own probes alone: no path is
+    // named by elimination for it. (Not skipped: when every slot is stuck on
+    // the lost path, no I/O submitted since can show that another is bad too.)
     const lossMs = this.#lastLossMs;
-    const before = lossMs === null ? [] : all.filter((l) => l.io.submitMs <= lossMs);
-    const late = before.length === 0 ? all : all.filter((l) => l.io.submitMs > (lossMs as number));
-    if (before.length > 0) this.#lateBeforeLoss(before, lossMs as number);
-    if (late.length === 0) return;
+    const beforeLoss = lossMs !== null && late.some((l) => l.io.submitMs <= lossMs);
+    if (beforeLoss && this.#o.hedgeReads) for (const l of late) if (l.io.submitMs <= (lossMs as number)) this.#io?.hedge(l.io);
     const oldest = late[0] as LateIo<TimedIoData>;
     let attribution: Attribution;
     try {
@@ -364,6 +370,7 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
         submitMs: oldest.io.submitMs,
         map: this.#mapRef ?? null,
         paths: this.#usableRefs(),
+        elimination: !beforeLoss,
       });
     } catch (e) {
       this.#emitError('attribution', errorOf(e));
@@ -393,26 +400,6 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
     }
   }
 
-  #lateBeforeLoss(late: readonly LateIo<TimedIoData>[], lossMs: number): void {
-    const now = this.#clock.now();
-    for (const l of late) {
-      const d = l.io.data;
-      const attribution: Attribution = {
-        suspects: [],
-        method: 'none',
-        details: {
-          submitMs: l.io.submitMs, startedAtMs: now, finishedAtMs: now, paths: [], map: null,
-          reason: `submitted ${(lossMs - l.io.submitMs).toFixed(0)} ms before a path was lost: it may be stuck there, so it is not attributed`,
-        },
-      };
-      this.emit('io-late', {
-        map: this.map, ioId: l.io.id, op: d.op === 'write' ? 'write' : 'read', offset: d.offset, length: d.length,
-        lateByMs: l.lateByMs, sinceFaultMs: now - l.io.submitMs, paths: [], attribution,
-      });
-    }
-    if (this.#o.hedgeReads) for (const l of late) this.#io?.hedge(l.io);
-  }
-
   #anyFailed(): boolean {
     return Object.values(this.#policy.paths).some((p) => p.status === 'failed');
   }
@@ -435,10 +422,13 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
           this.emit('path-failed', {
             map: this.map, path: this.#eventPath(d.path), sinceFaultMs: this.#clock.now() - d.faultSeenAt, evidence: d.evidence,
             action: (this.#actions as PathActions).kind, dryRun: this.#o.dryRun === true, holdDownMs: Math.max(0, d.holdDownUntil - now),
-          }), (e) =>
-          this.emit('last-path-kept', {
+          }), {
+          reason: d.evidence.reason,
+          alreadyKept: d.alreadyKept,
+          report: (e) => this.emit('last-path-kept', {
             map: this.map, path: this.#eventPath(d.path), sinceFaultMs: this.#clock.now() - d.faultSeenAt, evidence: d.evidence, usablePaths: e.othersActive + 1,
-          }));
+          }),
+        });
       case 'reinstate':
         this.#book.path(d.path).resetWindow();
         return this.#act('reinstate', d.path, () =>
@@ -471,7 +461,7 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
     }
   }
 
-  async #act(action: 'fail' | 'reinstate', path: PathId, announce: () => void, refused?: (e: LastPathError) => void): Promise<void> {
+  async #act(action: 'fail' | 'reinstate', path: PathId, announce: () => void, refusal?: Refusal): Promise<void> {
     const actions = this.#actions as PathActions;
     this.#actionsInFlight++;
     this.#actionGen++;
@@ -480,10 +470,11 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
         // The kernel-facing call counts the active paths in a status it reads
         // right before fail_path: the policy's view may be older than that.
         const done = await actions.fail(path, { keepActive: this.#opts.minUsablePaths, signal: this.#abort.signal });
-        this.#lastLossMs = this.#clock.now();
+        if (!this.#o.dryRun) this.#lastLossMs = this.#clock.now();
         // The path is out of dm's routing now; what makes it stick (multipathd's
-        // `fail path`) goes on without holding up the hedged reads.
-        if (done?.rest) this.#task(done.rest.catch((e: unknown) => this.#stickFailed(path, errorOf(e))));
+        // `fail path`) goes on without holding up the hedged reads, and without
+        // holding up stop(): a rejection after it is not reported.
+        if (done?.rest) done.rest.catch((e: unknown) => this.#stickFailed(path, errorOf(e)));
       } else {
         await actions.reinstate(path);
       }
@@ -492,9 +483,15 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
     } catch (e) {
       const error = errorOf(e);
       this.#lastAction.set(path, { action, atMs: this.#clock.now(), ok: false, error: error.message });
-      if (refused && error instanceof LastPathError) refused(error);
-      else this.#emitError(action, error, this.#paths.get(path));
-      await this.#step({ kind: 'action-failed', path, action, error: error.message });
+      // The policy first: a listener that throws must not leave it believing
+      // in a fail that did not happen.
+      if (action === 'fail' && refusal && error instanceof LastPathError) {
+        await this.#step({ kind: 'action-failed', path, action, error: error.message, lastPath: { reason: refusal.reason } });
+        if (!refusal.alreadyKept) refusal.report(error);
+      } else {
+        await this.#step({ kind: 'action-failed', path, action, error: error.message });
+        this.#emitError(action, error, this.#paths.get(path));
+      }
     } finally {
       this.#actionsInFlight--;
     }

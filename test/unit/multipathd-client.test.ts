@@ -215,7 +215,7 @@ test('MultipathdActions: fail() resolves once dm fail_path is done; multipathd\'
     if (command.startsWith('fail path') && asked++ === 0) return;
     reply('ok\n');
   }, async (_d, c) => {
-    const a = new MultipathdActions(recordingMap(calls), { client: c, sysfsRoot: '/nonexistent', timeoutMs: 200, stickRetryMs: 10 });
+    const a = new MultipathdActions(recordingMap(calls), { client: c, sysfsRoot: '/nonexistent', stickTimeoutMs: 200, stickRetryMs: 10 });
     const done = await a.fail('8:32', { keepActive: 1 });
     assert.deepEqual(calls, ['dm fail_path 8:32 keep 1'], 'fail() resolved before multipathd was asked');
     assert.ok(done.rest);
@@ -227,26 +227,75 @@ test('MultipathdActions: fail() resolves once dm fail_path is done; multipathd\'
 test('MultipathdActions: the stick half gives up after stickAttempts with the last error; the path stays failed in dm', async () => {
   const calls: string[] = [];
   await withDaemon(({ command }) => void calls.push(`multipathd ${command}`), async (_d, c) => {
-    const a = new MultipathdActions(recordingMap(calls), { client: c, sysfsRoot: '/nonexistent', timeoutMs: 100, stickAttempts: 2, stickRetryMs: 10 });
+    const a = new MultipathdActions(recordingMap(calls), { client: c, sysfsRoot: '/nonexistent', stickTimeoutMs: 100, stickAttempts: 2, stickRetryMs: 10 });
     const done = await a.fail('8:32');
     await assert.rejects(done.rest!, isCode('timeout'));
     assert.deepEqual(calls, ['dm fail_path 8:32 keep default', 'multipathd fail path 8:32', 'multipathd fail path 8:32']);
   });
 });
 
-test('MultipathdActions: a reinstate while fail path is still being retried waits for it, and no fail path is sent after the reinstate', async () => {
+test('MultipathdActions: a reinstate waits for a fail path in flight and stops the retries, quietly; nothing is sent after it', async () => {
   const calls: string[] = [];
   await withDaemon(({ command, reply }) => {
     calls.push(`multipathd ${command}`);
     if (command.startsWith('reinstate')) reply('ok\n');
   }, async (_d, c) => {
-    const a = new MultipathdActions(recordingMap(calls), { client: c, sysfsRoot: '/nonexistent', timeoutMs: 150, stickAttempts: 5, stickRetryMs: 10 });
+    const a = new MultipathdActions(recordingMap(calls), { client: c, sysfsRoot: '/nonexistent', stickTimeoutMs: 150, stickAttempts: 5, stickRetryMs: 10 });
     const done = await a.fail('8:32');
-    const stuck = done.rest!.then(() => 'landed', (e: unknown) => (e instanceof MultipathdError ? e.code : String(e)));
+    let ended: string | undefined;
+    const stuck = done.rest!.then(() => { ended ??= 'rest resolved'; }, (e: unknown) => { ended ??= `rest rejected: ${String(e)}`; });
+    // Let the first fail path reach the daemon, unanswered.
+    await new Promise((r) => setTimeout(r, 30));
     await a.reinstate('8:32');
-    assert.equal(await stuck, 'timeout');
+    assert.equal(ended, 'rest resolved', 'the stick ended, quietly, before the reinstate was sent');
+    await stuck;
     await new Promise((r) => setTimeout(r, 100));
     assert.deepEqual(calls, ['dm fail_path 8:32 keep default', 'multipathd fail path 8:32', 'multipathd reinstate path 8:32']);
+  });
+});
+
+test('MultipathdActions: a reinstate during the back-off wait ends it at once; no retry is sent', async () => {
+  const calls: string[] = [];
+  await withDaemon(({ command, reply }) => {
+    calls.push(`multipathd ${command}`);
+    reply(command.startsWith('fail') ? 'timeout\n' : 'ok\n');
+  }, async (_d, c) => {
+    const a = new MultipathdActions(recordingMap(calls), { client: c, sysfsRoot: '/nonexistent', stickAttempts: 3, stickRetryMs: 60_000 });
+    const done = await a.fail('8:32');
+    await new Promise((r) => setTimeout(r, 50));
+    const t0 = performance.now();
+    await a.reinstate('8:32');
+    await done.rest;
+    assert.ok(performance.now() - t0 < 30_000, 'the minute-long back-off did not hold the reinstate');
+    assert.deepEqual(calls, ['dm fail_path 8:32 keep default', 'multipathd fail path 8:32', 'multipathd reinstate path 8:32']);
+  });
+});
+
+test('MultipathdActions: a fail refused as the last path undoes an earlier fail path of the same path that lands afterwards', async () => {
+  const calls: string[] = [];
+  let answer: (() => void) | undefined;
+  await withDaemon(({ command, reply }) => {
+    calls.push(`multipathd ${command}`);
+    if (command.startsWith('fail')) answer = () => reply('ok\n');
+    else reply('ok\n');
+  }, async (_d, c) => {
+    let refuse = false;
+    const map = {
+      name: 'mpw-lun',
+      failPath: async (p: string) => {
+        if (refuse) throw new LastPathError('mpw-lun', p, 0, 1);
+        calls.push(`dm fail_path ${p}`);
+      },
+    } as unknown as MultipathMap;
+    const a = new MultipathdActions(map, { client: c, sysfsRoot: '/nonexistent' });
+    const first = await a.fail('8:32');
+    await new Promise((r) => setTimeout(r, 30));
+    // The checker reinstated it meanwhile, the other path went, and now it is the last.
+    refuse = true;
+    await assert.rejects(a.fail('8:32'), LastPathError);
+    answer?.();
+    await first.rest;
+    assert.deepEqual(calls, ['dm fail_path 8:32', 'multipathd fail path 8:32', 'multipathd reinstate path 8:32']);
   });
 });
 
@@ -256,7 +305,7 @@ test('MultipathdActions: a path whose fail path is still being retried, or went 
     calls.push(`multipathd ${command}`);
     if (!command.startsWith('fail path 8:32')) reply('ok\n');
   }, async (_d, c) => {
-    const a = new MultipathdActions(recordingMap(calls), { client: c, sysfsRoot: '/nonexistent', timeoutMs: 100, stickAttempts: 1 });
+    const a = new MultipathdActions(recordingMap(calls), { client: c, sysfsRoot: '/nonexistent', stickTimeoutMs: 100, stickAttempts: 1 });
     const first = await a.fail('8:32');
     await a.fail('8:48');
     await assert.rejects(first.rest!, isCode('timeout'));
@@ -286,6 +335,7 @@ test('MultipathdActions: a dm refusal (the last path) rejects fail() and asks mu
   });
   assert.throws(() => new MultipathdActions(recordingMap(calls), { stickAttempts: 0 }), /stickAttempts must be an integer >= 1, got 0/);
   assert.throws(() => new MultipathdActions(recordingMap(calls), { stickRetryMs: 1.5 }), /stickRetryMs must be an integer >= 0, got 1.5/);
+  assert.throws(() => new MultipathdActions(recordingMap(calls), { stickTimeoutMs: 0 }), /stickTimeoutMs must be an integer >= 1, got 0/);
 });
 
 /** A MultipathMap over a DeviceMapper stand-in that only answers table(). */

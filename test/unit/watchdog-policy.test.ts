@@ -240,6 +240,26 @@ test('a refused fail_path puts the path back as usable and cancels its probe', (
   assert.equal(r.path(A).status, 'failed');
 });
 
+test('a fail refused at the last moment as the last path: usable again, the fail not counted, and the fault kept once', () => {
+  const sim = new Sim();
+  const first = sim.late(A);
+  assert.ok(first[0]?.kind === 'fail' && first[0].alreadyKept === false, JSON.stringify(first));
+  const d = sim.see({ kind: 'action-failed', path: A, action: 'fail', error: 'refused', lastPath: { reason: 'timeout' } });
+  assert.deepEqual(d, [{ kind: 'cancel-probe', path: A }]);
+  assert.equal(sim.path(A).status, 'usable');
+  assert.equal(sim.path(A).fails, 0);
+  assert.equal(sim.path(A).keptForTimeout, true);
+  // The state still counts two usable paths, so the next late I/O tries again:
+  // the decision says the fault was already reported as kept.
+  const again = sim.late(A);
+  assert.ok(again[0]?.kind === 'fail' && again[0].alreadyKept === true, JSON.stringify(again));
+  // A completion under the timeout ends the fault: a later refusal is new.
+  sim.see({ kind: 'action-failed', path: A, action: 'fail', error: 'refused', lastPath: { reason: 'timeout' } });
+  sim.see({ kind: 'completed', path: A, latencyMs: 1 });
+  const later = sim.late(A);
+  assert.ok(later[0]?.kind === 'fail' && later[0].alreadyKept === false, JSON.stringify(later));
+});
+
 // ---- slowFactor, the outlier rule (issue 9 §2) ----
 
 function window(medians: Record<PathId, [number, number]>): Observation<string> {

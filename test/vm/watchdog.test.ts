@@ -3,7 +3,10 @@
 // a path device suspended with noflush (hang) or reloaded as dm-delay (slow).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { DeviceMapper, DmError, DmMessageActions, MultipathMap, MultipathValueError, Watchdog, type PathActions } from '../../lib/index';
+import {
+  DeviceMapper, DmError, DmMessageActions, MultipathMap, MultipathValueError, MultipathdActions, MultipathdClient, MultipathdError, Watchdog, type PathActions,
+} from '../../lib/index';
+import { fakeMultipathd } from '../unit/helpers/fake-multipathd';
 import { createRig, waitFor, type Rig, type RigPath } from './helpers/rig';
 import { dmsetup, forceCleanup } from './helpers/dm';
 import { scsiDebugDisks, sectors } from './helpers/scsi';
@@ -229,10 +232,11 @@ test('a stale view: the other path failed behind the watchdog just before its fa
   });
 });
 
-test('reads stuck on a path that was failed (here by someone else) are hedged, not attributed to the paths still usable', { timeout: 180_000 }, async () => {
+test('reads stuck on a path that was failed (here by someone else) are hedged at once, and no usable path is blamed for them', { timeout: 180_000 }, async () => {
   await withRig('mpw-wd-before', async (rig) => {
     const [pa, pb] = rig.paths;
-    const wd = new Watchdog({ map: rig.map, timeoutMs: 1000, hedgeReads: true, actions: 'dm' });
+    // A long timeout: the fail below must come well before the stuck reads' deadline.
+    const wd = new Watchdog({ map: rig.map, timeoutMs: 3000, hedgeReads: true, actions: 'dm' });
     const ev = record(wd);
     await wd.start();
     const load = readLoad(wd, 4, 1024);
@@ -248,12 +252,12 @@ test('reads stuck on a path that was failed (here by someone else) are hedged, n
       }, 5_000);
       const stuckAt = performance.now();
       await dmsetup('message', rig.map, '0', `fail_path ${pa.devno}`);
-      await waitFor('io-late', () => ev['io-late'].length >= 4, 10_000);
-      await waitFor('the hedged reads complete', () => load.done.some((t) => t > stuckAt + 1000), 10_000);
+      await waitFor('io-late', () => ev['io-late'].length >= 4, 15_000);
+      await waitFor('the hedged reads complete', () => load.done.some((t) => t > stuckAt + 3000), 15_000);
       for (const e of ev['io-late']) {
         assert.deepEqual(e.payload.paths, [], 'no usable path is blamed');
         assert.equal(e.payload.attribution.method, 'none');
-        assert.match(e.payload.attribution.details.reason, /before a path was lost/);
+        assert.match(e.payload.attribution.details.reason, /every probe was fast/);
       }
       assert.ok(wd.stats().hedged >= 4, `hedged ${wd.stats().hedged}`);
       assert.deepEqual(ev['path-failed'].map((e) => e.payload.path.devno), []);
@@ -263,6 +267,48 @@ test('reads stuck on a path that was failed (here by someone else) are hedged, n
       await dmsetup('message', rig.map, '0', `reinstate_path ${pa.devno}`).catch(() => undefined);
       await load.stop();
       await wd.stop();
+    }
+    assert.deepEqual(load.errors, []);
+  });
+});
+
+test('multipathd never answers fail path: the path is failed at once in dm, announced, hedged, and kept failed; the give-up is a non-fatal error', { timeout: 180_000 }, async () => {
+  const daemon = await fakeMultipathd(({ command }) => void command);
+  await withRig('mpw-wd-stick', async (rig) => {
+    const [pa, pb] = rig.paths;
+    const actions = new MultipathdActions(await MultipathMap.open(new DeviceMapper(), rig.map), {
+      client: new MultipathdClient({ sockets: [daemon.path] }), stickTimeoutMs: 2000, stickAttempts: 2, stickRetryMs: 100,
+    });
+    const wd = new Watchdog({ map: rig.map, timeoutMs: 1000, hedgeReads: true, actions, holdDownMs: 60_000 });
+    const ev = record(wd);
+    await wd.start();
+    const load = readLoad(wd, 4, 1024);
+    try {
+      await waitFor('healthy reads', () => load.done.length >= 20);
+      await rig.hang(pa);
+      await waitFor('path-failed', () => ev['path-failed'].length > 0, 30_000);
+      const failed = ev['path-failed'][0] as Recorded['path-failed'][number];
+      assert.equal(failed.payload.path.devno, pa.devno);
+      assert.equal(failed.payload.action, 'multipathd');
+      assert.equal(await pathState(rig.map, pa.devno), 'F');
+      // Reads go on before multipathd was even asked to answer.
+      await waitFor('a good read after the fail', () => load.done.some((t) => t > failed.at), 5_000);
+      assert.ok(daemon.commands.includes(`fail path ${pa.name}`), daemon.commands.join('; '));
+      // Two unanswered tries (2 s each) and the stick half gives up.
+      await waitFor('the give-up', () => ev.error.length > 0, 15_000);
+      const err = ev.error[0]?.payload;
+      assert.equal(err?.during, 'fail');
+      assert.equal(err?.fatal, false);
+      assert.ok(err?.error instanceof MultipathdError && err.error.code === 'timeout', String(err?.error));
+      assert.equal(wd.stats().paths.find((p) => p.devno === pa.devno)?.state, 'failed', 'the policy keeps it failed: the kernel has it failed');
+      assert.equal(await pathState(rig.map, pa.devno), 'F');
+      assert.equal(await pathState(rig.map, pb.devno), 'A');
+    } finally {
+      await rig.heal(pa);
+      await dmsetup('message', rig.map, '0', `reinstate_path ${pa.devno}`).catch(() => undefined);
+      await load.stop();
+      await wd.stop();
+      await daemon.close();
     }
     assert.deepEqual(load.errors, []);
   });
