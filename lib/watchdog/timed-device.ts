@@ -4,12 +4,15 @@
 // kernel completes them, late reads can be hedged through bounce buffers, and
 // every completion's latency lands in one LogHistogram. What to do about a
 // late I/O (attribution, policy, failing a path) is the caller's business:
-// it only hears about it through `onLate`.
+// it only hears about it through `onLate`. A deadline starts when the engine
+// hands the I/O to the kernel (DirectDevice's onSubmit), not while it waits
+// for a free slot.
 //
 // The plain read (no hedging, no signal) is the hot path the overhead
 // benchmark measures: it is a non-async function with one `then` and no
-// object spread, so each I/O costs a tracker node, its data and one result
-// object on top of the bare device.
+// object spread, so each I/O costs a deadline record with its onSubmit
+// closure, a tracker node, its data and one result object on top of the bare
+// device.
 import { DeviceClosedError, IoArgumentError, type DirectDevice, type IoResult } from '../io';
 import { SystemClock, type Clock } from './clock';
 import { WriteFence } from './fence';
