@@ -108,6 +108,8 @@ export interface ProbeObservation {
 export interface DmStatusObservation {
   readonly kind: 'dm-status';
   readonly paths: Readonly<Record<PathId, PathStatus>>;
+  /** Paths with a fail of ours still on its way (multipathd's `fail path`): seen failed, they are ours, not someone else's. */
+  readonly ours?: readonly PathId[];
 }
 
 /** Carrying out a decision failed (the dm message was refused). */
@@ -411,6 +413,23 @@ function onDmStatus<E>(state: PolicyState, obs: DmStatusObservation, now: number
       // late I/O will fail it again, with flap damping counting from now.
       paths[id] = { ...p, ...usableAgain(now) };
       if (p.nextProbeAt !== null) decisions.push({ kind: 'cancel-probe', path: id });
+    } else if (obs.ours?.includes(id)) {
+      // Our own fail landing late, after someone reinstated the path: ours to
+      // probe and reinstate (multipathd's `fail path` paused its checker).
+      const nextProbeAt = now + o.probeIntervalMs;
+      paths[id] = {
+        ...p,
+        status: 'failed',
+        failedBy: 'watchdog',
+        lateStreak: 0,
+        faultSeenAt: null,
+        failedAt: now,
+        holdDownUntil: now + o.holdDownMs,
+        fastProbes: 0,
+        slowProbes: 0,
+        nextProbeAt,
+      };
+      decisions.push({ kind: 'probe', path: id, atMs: nextProbeAt });
     } else {
       const nextProbeAt = o.reinstateExternal ? now + o.probeIntervalMs : null;
       paths[id] = {

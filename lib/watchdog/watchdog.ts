@@ -151,6 +151,10 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
   // Clock ms when a path last went from usable to failed (our fail, or one
   // seen in dm status); null while none has.
   #lastLossMs: number | null = null;
+  // Paths with a stick half (multipathd's `fail path`) of ours on its way; an
+  // entry stays until a status read after it ended has been applied, since
+  // its landing shows in dm status a moment after the reply.
+  readonly #sticking = new Map<PathId, { ended: boolean }>();
   #refreshing = false;
   #refreshAgain = false;
 
@@ -474,7 +478,14 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
         // The path is out of dm's routing now; what makes it stick (multipathd's
         // `fail path`) goes on without holding up the hedged reads, and without
         // holding up stop(): a rejection after it is not reported.
-        if (done?.rest) done.rest.catch((e: unknown) => this.#stickFailed(path, errorOf(e)));
+        if (done?.rest) {
+          const entry = { ended: false };
+          this.#sticking.set(path, entry);
+          done.rest.catch((e: unknown) => this.#stickFailed(path, errorOf(e))).finally(() => {
+            entry.ended = true;
+            this.#task(this.#refreshStatus());
+          }).catch(() => undefined); // only an 'error' listener's own throw gets here
+        }
       } else {
         await actions.reinstate(path);
       }
@@ -573,7 +584,9 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
     if (initial) this.#policy = createPolicyState(states);
     else {
       if (Object.entries(states).some(([id, st]) => st === 'failed' && this.#policy.paths[id]?.status === 'usable')) this.#lastLossMs = this.#clock.now();
-      await this.#step({ kind: 'dm-status', paths: states });
+      const ended = [...this.#sticking].filter(([, e]) => e.ended).map(([id]) => id);
+      await this.#step({ kind: 'dm-status', paths: states, ours: [...this.#sticking.keys()] });
+      for (const id of ended) this.#sticking.delete(id);
     }
     this.#passive?.setPaths(this.#usableRefs());
   }

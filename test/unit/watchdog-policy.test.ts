@@ -260,6 +260,19 @@ test('a fail refused at the last moment as the last path: usable again, the fail
   assert.ok(later[0]?.kind === 'fail' && later[0].alreadyKept === false, JSON.stringify(later));
 });
 
+test('our fail landing late (multipathd\'s fail path after its checker reinstated the path) is ours: probed and reinstated by us', () => {
+  for (const ours of [true, false]) {
+    const sim = new Sim();
+    sim.late(A);
+    sim.see({ kind: 'dm-status', paths: { [A]: 'usable', [B]: 'usable' } });
+    assert.equal(sim.path(A).status, 'usable');
+    const d = sim.see({ kind: 'dm-status', paths: { [A]: 'failed', [B]: 'usable' }, ...(ours ? { ours: [A] } : {}) });
+    assert.equal(sim.path(A).status, 'failed');
+    assert.equal(sim.path(A).failedBy, ours ? 'watchdog' : 'external');
+    assert.deepEqual(sim.kinds(d), ours ? ['probe'] : []);
+  }
+});
+
 // ---- slowFactor, the outlier rule (issue 9 §2) ----
 
 function window(medians: Record<PathId, [number, number]>): Observation<string> {
