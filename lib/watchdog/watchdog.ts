@@ -584,9 +584,10 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
     if (initial) this.#policy = createPolicyState(states);
     else {
       if (Object.entries(states).some(([id, st]) => st === 'failed' && this.#policy.paths[id]?.status === 'usable')) this.#lastLossMs = this.#clock.now();
-      const ended = [...this.#sticking].filter(([, e]) => e.ended).map(([id]) => id);
+      const ended = [...this.#sticking].filter(([, e]) => e.ended);
       await this.#step({ kind: 'dm-status', paths: states, ours: [...this.#sticking.keys()] });
-      for (const id of ended) this.#sticking.delete(id);
+      // A newer fail of the same path may have replaced the entry meanwhile.
+      for (const [id, e] of ended) if (this.#sticking.get(id) === e) this.#sticking.delete(id);
     }
     this.#passive?.setPaths(this.#usableRefs());
   }
