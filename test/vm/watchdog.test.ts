@@ -4,7 +4,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  DeviceMapper, DmError, DmMessageActions, MultipathMap, MultipathValueError, MultipathdActions, MultipathdClient, MultipathdError, Watchdog, type PathActions,
+  DeviceMapper, DmError, DmMessageActions, MultipathMap, MultipathValueError, MultipathdActions, MultipathdClient, MultipathdError, Watchdog,
+  type PathActions, type WatchdogOptions,
 } from '../../lib/index';
 import { fakeMultipathd } from '../unit/helpers/fake-multipathd';
 import { createRig, waitFor, type Rig, type RigPath } from './helpers/rig';
@@ -185,6 +186,34 @@ test('both paths hang: one is kept (last-path-kept), and after resume every read
   });
 });
 
+/**
+ * A watchdog on the rig with 4 readers over 1024 blocks while `body` runs
+ * (after 20 healthy reads); afterwards every path is healed and reinstated,
+ * and no read may have failed.
+ */
+async function underLoad(
+  rig: Rig, options: Omit<WatchdogOptions, 'map'>,
+  body: (wd: Watchdog, ev: ReturnType<typeof record>, load: ReturnType<typeof readLoad>) => Promise<void>,
+): Promise<ReturnType<typeof record>> {
+  const wd = new Watchdog({ map: rig.map, ...options });
+  const ev = record(wd);
+  await wd.start();
+  const load = readLoad(wd, 4, 1024);
+  try {
+    await waitFor('healthy reads', () => load.done.length >= 20);
+    await body(wd, ev, load);
+  } finally {
+    for (const p of rig.paths) {
+      await rig.heal(p);
+      await dmsetup('message', rig.map, '0', `reinstate_path ${p.devno}`).catch(() => undefined);
+    }
+    await load.stop();
+    await wd.stop();
+  }
+  assert.deepEqual(load.errors, []);
+  return ev;
+}
+
 test('a stale view: the other path failed behind the watchdog just before its fail_path; the fail is refused (last-path-kept), nothing else fails, reads complete', { timeout: 180_000 }, async () => {
   await withRig('mpw-wd-stale', async (rig) => {
     const [pa, pb] = rig.paths;
@@ -203,12 +232,7 @@ test('a stale view: the other path failed behind the watchdog just before its fa
       },
       reinstate: (path) => dmActions.reinstate(path),
     };
-    const wd = new Watchdog({ map: rig.map, timeoutMs: 1000, actions, holdDownMs: 500, probeIntervalMs: 250 });
-    const ev = record(wd);
-    await wd.start();
-    const load = readLoad(wd, 4, 1024);
-    try {
-      await waitFor('healthy reads', () => load.done.length >= 20);
+    const ev = await underLoad(rig, { timeoutMs: 1000, actions, holdDownMs: 500, probeIntervalMs: 250 }, async (_wd, ev, load) => {
       await rig.hang(pa);
       await waitFor('last-path-kept', () => ev['last-path-kept'].length > 0, 30_000);
       assert.ok(raced, 'the fail of the hung path was attempted');
@@ -221,13 +245,7 @@ test('a stale view: the other path failed behind the watchdog just before its fa
       await rig.heal(pa);
       const after = load.done.length;
       await waitFor('reads after resume', () => load.done.length >= after + 50, 30_000);
-    } finally {
-      await rig.heal(pa);
-      await dmsetup('message', rig.map, '0', `reinstate_path ${pb.devno}`).catch(() => undefined);
-      await load.stop();
-      await wd.stop();
-    }
-    assert.deepEqual(load.errors, []);
+    });
     assert.deepEqual(ev.error.map((e) => e.payload.error.message), []);
   });
 });
@@ -236,12 +254,7 @@ test('reads stuck on a path that was failed (here by someone else) are hedged at
   await withRig('mpw-wd-before', async (rig) => {
     const [pa, pb] = rig.paths;
     // A long timeout: the fail below must come well before the stuck reads' deadline.
-    const wd = new Watchdog({ map: rig.map, timeoutMs: 3000, hedgeReads: true, actions: 'dm' });
-    const ev = record(wd);
-    await wd.start();
-    const load = readLoad(wd, 4, 1024);
-    try {
-      await waitFor('healthy reads', () => load.done.length >= 20);
+    await underLoad(rig, { timeoutMs: 3000, hedgeReads: true, actions: 'dm' }, async (wd, ev, load) => {
       await rig.hang(pa);
       // Every reader ends up waiting on pa (round-robin sends each to it in
       // turn): no read completes for 200 ms while pb is healthy.
@@ -262,56 +275,42 @@ test('reads stuck on a path that was failed (here by someone else) are hedged at
       assert.ok(wd.stats().hedged >= 4, `hedged ${wd.stats().hedged}`);
       assert.deepEqual(ev['path-failed'].map((e) => e.payload.path.devno), []);
       assert.equal(await pathState(rig.map, pb.devno), 'A');
-    } finally {
-      await rig.heal(pa);
-      await dmsetup('message', rig.map, '0', `reinstate_path ${pa.devno}`).catch(() => undefined);
-      await load.stop();
-      await wd.stop();
-    }
-    assert.deepEqual(load.errors, []);
+    });
   });
 });
 
 test('multipathd never answers fail path: the path is failed at once in dm, announced, hedged, and kept failed; the give-up is a non-fatal error', { timeout: 180_000 }, async () => {
   const daemon = await fakeMultipathd(({ command }) => void command);
-  await withRig('mpw-wd-stick', async (rig) => {
-    const [pa, pb] = rig.paths;
-    const actions = new MultipathdActions(await MultipathMap.open(new DeviceMapper(), rig.map), {
-      client: new MultipathdClient({ sockets: [daemon.path] }), stickTimeoutMs: 2000, stickAttempts: 2, stickRetryMs: 100,
+  try {
+    await withRig('mpw-wd-stick', async (rig) => {
+      const [pa, pb] = rig.paths;
+      const actions = new MultipathdActions(await MultipathMap.open(new DeviceMapper(), rig.map), {
+        client: new MultipathdClient({ sockets: [daemon.path] }), stickTimeoutMs: 2000, stickAttempts: 2, stickRetryMs: 100,
+      });
+      await underLoad(rig, { timeoutMs: 1000, hedgeReads: true, actions, holdDownMs: 60_000 }, async (wd, ev, load) => {
+        await rig.hang(pa);
+        await waitFor('path-failed', () => ev['path-failed'].length > 0, 30_000);
+        const failed = ev['path-failed'][0] as Recorded['path-failed'][number];
+        assert.equal(failed.payload.path.devno, pa.devno);
+        assert.equal(failed.payload.action, 'multipathd');
+        assert.equal(await pathState(rig.map, pa.devno), 'F');
+        // Reads go on before multipathd was even asked to answer.
+        await waitFor('a good read after the fail', () => load.done.some((t) => t > failed.at), 5_000);
+        assert.ok(daemon.commands.includes(`fail path ${pa.name}`), daemon.commands.join('; '));
+        // Two unanswered tries (2 s each) and the stick half gives up.
+        await waitFor('the give-up', () => ev.error.length > 0, 15_000);
+        const err = ev.error[0]?.payload;
+        assert.equal(err?.during, 'fail');
+        assert.equal(err?.fatal, false);
+        assert.ok(err?.error instanceof MultipathdError && err.error.code === 'timeout', String(err?.error));
+        assert.equal(wd.stats().paths.find((p) => p.devno === pa.devno)?.state, 'failed', 'the policy keeps it failed: the kernel has it failed');
+        assert.equal(await pathState(rig.map, pa.devno), 'F');
+        assert.equal(await pathState(rig.map, pb.devno), 'A');
+      });
     });
-    const wd = new Watchdog({ map: rig.map, timeoutMs: 1000, hedgeReads: true, actions, holdDownMs: 60_000 });
-    const ev = record(wd);
-    await wd.start();
-    const load = readLoad(wd, 4, 1024);
-    try {
-      await waitFor('healthy reads', () => load.done.length >= 20);
-      await rig.hang(pa);
-      await waitFor('path-failed', () => ev['path-failed'].length > 0, 30_000);
-      const failed = ev['path-failed'][0] as Recorded['path-failed'][number];
-      assert.equal(failed.payload.path.devno, pa.devno);
-      assert.equal(failed.payload.action, 'multipathd');
-      assert.equal(await pathState(rig.map, pa.devno), 'F');
-      // Reads go on before multipathd was even asked to answer.
-      await waitFor('a good read after the fail', () => load.done.some((t) => t > failed.at), 5_000);
-      assert.ok(daemon.commands.includes(`fail path ${pa.name}`), daemon.commands.join('; '));
-      // Two unanswered tries (2 s each) and the stick half gives up.
-      await waitFor('the give-up', () => ev.error.length > 0, 15_000);
-      const err = ev.error[0]?.payload;
-      assert.equal(err?.during, 'fail');
-      assert.equal(err?.fatal, false);
-      assert.ok(err?.error instanceof MultipathdError && err.error.code === 'timeout', String(err?.error));
-      assert.equal(wd.stats().paths.find((p) => p.devno === pa.devno)?.state, 'failed', 'the policy keeps it failed: the kernel has it failed');
-      assert.equal(await pathState(rig.map, pa.devno), 'F');
-      assert.equal(await pathState(rig.map, pb.devno), 'A');
-    } finally {
-      await rig.heal(pa);
-      await dmsetup('message', rig.map, '0', `reinstate_path ${pa.devno}`).catch(() => undefined);
-      await load.stop();
-      await wd.stop();
-      await daemon.close();
-    }
-    assert.deepEqual(load.errors, []);
-  });
+  } finally {
+    await daemon.close();
+  }
 });
 
 test('data integrity: checksummed writes over 20 hang and resume cycles all read back as last written', { timeout: 600_000 }, async () => {
