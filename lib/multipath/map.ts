@@ -150,9 +150,9 @@ export class MultipathMap {
 
   /**
    * Fails a path (`fail_path`); the kernel stops routing new I/O to it at once.
-   * The status read just before the message decides: an active path whose
-   * fail would leave fewer than `keepActive` other active paths is refused
-   * with LastPathError. (multipathd's checker can still fail another path
+   * The status read just before the message decides: with fewer than
+   * `keepActive` other active paths the fail is refused with LastPathError,
+   * whatever the path's own state. (multipathd's checker can still fail another path
    * between that read and the message; dm offers no compare-and-fail.)
    */
   async failPath(path: string, options: FailPathOptions = {}): Promise<void> {
@@ -165,8 +165,9 @@ export class MultipathMap {
       const { devno, status } = await this.#locate(path);
       const paths = status.groups.flatMap((g) => g.paths);
       const othersActive = paths.filter((p) => p.device !== devno && p.state === 'active' && !failing.has(p.device)).length;
-      const self = paths.find((p) => p.device === devno);
-      if (self?.state === 'active' && othersActive < keepActive) throw new LastPathError(this.name, devno, othersActive, keepActive);
+      // Whatever this path's own state: a failed one may be reinstated (by the
+      // checker, or by us) before the message lands.
+      if (othersActive < keepActive) throw new LastPathError(this.name, devno, othersActive, keepActive);
       await this.#dm.message(this.name, `fail_path ${devno}`);
     });
     this.#failQueue = run.catch(() => undefined);

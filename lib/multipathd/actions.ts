@@ -47,6 +47,8 @@ interface Stick {
   superseded: boolean;
   /** A later fail of the same path was refused as the last path: undo this one if it lands. */
   undoOnLand: boolean;
+  /** The fail's keepActive, checked again when multipathd's half lands. */
+  readonly keepActive: number;
 }
 
 /**
@@ -99,7 +101,7 @@ export class MultipathdActions implements PathActions {
   async fail(path: PathId, request?: FailRequest): Promise<FailDone> {
     const earlier = this.#supersede(path);
     // Registered before the dm half: a fail of another path started meanwhile counts this one as failing.
-    const stick: Stick = { settled: undefined, wake: new AbortController(), superseded: false, undoOnLand: false };
+    const stick: Stick = { settled: undefined, wake: new AbortController(), superseded: false, undoOnLand: false, keepActive: request?.keepActive ?? 1 };
     const list = this.#sticks.get(path) ?? [];
     list.push(stick);
     this.#sticks.set(path, list);
@@ -140,6 +142,12 @@ export class MultipathdActions implements PathActions {
     else this.#sticks.delete(path);
   }
 
+  async #landingKeeps(path: PathId, keepActive: number): Promise<boolean> {
+    const failing = new Set(this.#failingExcept(path));
+    const paths = (await this.#dm.status()).groups.flatMap((g) => g.paths);
+    return paths.filter((p) => p.device !== path && p.state === 'active' && !failing.has(p.device)).length >= keepActive;
+  }
+
   #failingExcept(path: PathId): string[] {
     const now = performance.now();
     for (const [p, at] of this.#mayLand) if (now - at > MAY_LAND_MS) this.#mayLand.delete(p);
@@ -153,7 +161,10 @@ export class MultipathdActions implements PathActions {
       try {
         await this.client.failPath(name, call);
         this.#mayLand.delete(path);
-        if (stick.undoOnLand) await this.client.reinstatePath(name, this.#call);
+        // multipathd failed it whatever the other paths' state by then (the
+        // checker may have failed them since the dm half): a landing that
+        // leaves too few active is undone at once.
+        if (stick.undoOnLand || !(await this.#landingKeeps(path, stick.keepActive))) await this.client.reinstatePath(name, this.#call);
         return;
       } catch (e) {
         if (e instanceof MultipathdError && UNKNOWN_OUTCOME.has(e.code)) this.#mayLand.set(path, performance.now());

@@ -177,10 +177,16 @@ async function fakeSysfs(): Promise<string> {
   return root;
 }
 
+/** A status with three other paths active: a landing of fail path always leaves enough. */
+async function healthyStatus(): Promise<{ groups: { paths: { device: string; state: string }[] }[] }> {
+  return { groups: [{ paths: ['9:1', '9:2', '9:3'].map((device) => ({ device, state: 'active' })) }] };
+}
+
 /** A map stand-in recording dm fail_path; failPath rejects with `refuse` when given. */
 function recordingMap(calls: string[], refuse?: Error): MultipathMap {
   return {
     name: 'mpw-lun',
+    status: healthyStatus,
     failPath: async (p: string, o?: { keepActive?: number; failing?: readonly string[] }) => {
       if (refuse) throw refuse;
       calls.push(`dm fail_path ${p} keep ${o?.keepActive ?? 'default'}${o?.failing?.length ? ` failing ${o.failing.join(',')}` : ''}`);
@@ -282,6 +288,7 @@ test('MultipathdActions: a fail refused as the last path undoes an earlier fail 
     let refuse = false;
     const map = {
       name: 'mpw-lun',
+      status: healthyStatus,
       failPath: async (p: string) => {
         if (refuse) throw new LastPathError('mpw-lun', p, 0, 1);
         calls.push(`dm fail_path ${p}`);

@@ -61,7 +61,8 @@ test('failPath refuses, sending nothing, a fail that would leave fewer active pa
     await map.failPath(b.name);
     await assert.rejects(map.failPath(a.name), refused(a.devno, 0, 1));
     assert.equal(await pathState(map.name, a.devno), 'A 0');
-    // A path already failed is failed again without complaint: it leaves no fewer active.
+    // A failed path too: it could be reinstated before the message lands.
+    await assert.rejects(map.failPath(b.devno, { keepActive: 2 }), refused(b.devno, 1, 2));
     await map.failPath(b.devno);
     await assert.rejects(map.failPath(a.devno, { keepActive: -1 }), MultipathValueError);
     await assert.rejects(map.failPath(a.devno, { keepActive: 1.5 }), MultipathValueError);
