@@ -70,7 +70,7 @@ test('create, status --json, fail, reinstate, remove, and their errors', { timeo
     assert.equal((await cli('fail', map, b.name)).exitCode, 0);
     const last = await cli('fail', map, a.name);
     assert.equal(last.exitCode, 1);
-    assert.equal(last.stderr, `mpath-watchdog fail: refusing to fail ${a.devno} of '${map}': 0 other paths active, 1 must stay (last-path)\n`);
+    assert.equal(last.stderr, `mpath-watchdog fail: refusing to fail ${a.devno} of '${map}': 0 other paths active, 1 must stay (last-path)`);
     assert.equal(await pathState(map, a.devno), 'A');
     const forced = await cli('fail', map, a.name, '--force', '--json');
     assert.equal(forced.exitCode, 0, forced.stderr);
