@@ -2,7 +2,7 @@
 // type for every usage mistake, and the value parsers (durations, counts,
 // HOST:PORT) that turn text into checked numbers before anything runs.
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { durationProblem } from '../watchdog/policy-options';
+import { durationProblem } from '../check';
 
 /** Exit statuses of the CLI. */
 export const EXIT = {

@@ -27,6 +27,9 @@ export interface MultipathPath {
   selectorArgs: readonly string[];
 }
 
+// The last fail queued for each map name (see failPath).
+const FAIL_QUEUES = new Map<string, Promise<void>>();
+
 /** Options of MultipathMap.open. */
 export interface MultipathMapOptions extends SysfsOptions {}
 
@@ -77,7 +80,6 @@ export class MultipathMap {
   readonly name: string;
   readonly #dm: DeviceMapper;
   readonly #sysfs: SysfsOptions;
-  #failQueue: Promise<void> = Promise.resolve();
 
   private constructor(dm: DeviceMapper, name: string, sysfs: SysfsOptions) {
     this.#dm = dm;
@@ -152,16 +154,20 @@ export class MultipathMap {
    * Fails a path (`fail_path`); the kernel stops routing new I/O to it at once.
    * The status read just before the message decides: with fewer than
    * `keepActive` other active paths the fail is refused with LastPathError,
-   * whatever the path's own state. (multipathd's checker can still fail another path
-   * between that read and the message; dm offers no compare-and-fail.)
+   * whatever the path's own state. Fails of one map name are serialized
+   * within this process; another process (a second watchdog, an operator's
+   * dmsetup) or multipathd's checker can still fail another path between that
+   * read and the message: dm offers no compare-and-fail.
    */
   async failPath(path: string, options: FailPathOptions = {}): Promise<void> {
     const keepActive = options.keepActive ?? 1;
     if (!Number.isSafeInteger(keepActive) || keepActive < 0) throw new MultipathValueError('keepActive', keepActive, 'must be an integer >= 0');
     const failing = new Set(options.failing ?? []);
-    // One fail at a time through this map object: two that each read the
-    // status before the other's message would both count the other as active.
-    const run = this.#failQueue.then(async () => {
+    // One fail at a time per map name in this process, whichever object sends
+    // it: two that each read the status before the other's message would both
+    // count the other as active.
+    const tail = FAIL_QUEUES.get(this.name) ?? Promise.resolve();
+    const run = tail.then(async () => {
       const { devno, status } = await this.#locate(path);
       const paths = status.groups.flatMap((g) => g.paths);
       const othersActive = paths.filter((p) => p.device !== devno && p.state === 'active' && !failing.has(p.device)).length;
@@ -170,7 +176,11 @@ export class MultipathMap {
       if (othersActive < keepActive) throw new LastPathError(this.name, devno, othersActive, keepActive);
       await this.#dm.message(this.name, `fail_path ${devno}`);
     });
-    this.#failQueue = run.catch(() => undefined);
+    const next = run.catch(() => undefined);
+    FAIL_QUEUES.set(this.name, next);
+    void next.then(() => {
+      if (FAIL_QUEUES.get(this.name) === next) FAIL_QUEUES.delete(this.name);
+    });
     return run;
   }
 

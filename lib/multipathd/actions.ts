@@ -7,7 +7,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { resolveBlockDevice } from '../multipath/paths';
 import { DmMessageActions, type FailDone, type FailRequest, type PathActions } from '../watchdog/actions';
 import type { PathId } from '../watchdog/policy';
-import { checkInteger } from '../check';
+import { MAX_DURATION_MS, checkDuration, checkInteger } from '../check';
 import { MultipathdClient, type MultipathdCallOptions } from './client';
 import { MultipathdError, type MultipathdErrorCode } from './errors';
 import { LastPathError, type MultipathMap } from '../multipath/map';
@@ -39,8 +39,10 @@ const UNKNOWN_OUTCOME = new Set<MultipathdErrorCode>(['timeout', 'aborted', 'io'
 
 /** One path's background `fail path`. */
 interface Stick {
-  /** Settles when the stick half ends, whatever the outcome (undefined while the dm half runs). */
-  settled: Promise<void> | undefined;
+  /** Settles when the fail ends, dm half and stick half, whatever the outcome. */
+  readonly settled: Promise<void>;
+  /** Settles `settled`. */
+  readonly end: () => void;
   /** Wakes its back-off wait, to end it early. */
   readonly wake: AbortController;
   /** A later fail or reinstate of the path was asked for: do not send again. */
@@ -63,7 +65,8 @@ interface Stick {
  * checker may undo the fail; dm status then shows the path active again.
  *
  * multipathd runs `fail path` whatever the path's state by then, so while one
- * is on its way, or its outcome is unknown, that path counts as failed for the
+ * is on its way, or its outcome is unknown (for 30 s, a reinstate of the path
+ * notwithstanding), that path counts as failed for the
  * last-path check of every other fail.
  */
 export class MultipathdActions implements PathActions {
@@ -87,10 +90,10 @@ export class MultipathdActions implements PathActions {
     this.#dm = map;
     this.client = options.client ?? new MultipathdClient();
     this.#sysfs = options.sysfsRoot === undefined ? {} : { sysfsRoot: options.sysfsRoot };
-    this.#call = options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs };
-    this.#stickCall = { timeoutMs: checkInteger('stickTimeoutMs', options.stickTimeoutMs ?? 10_000, 1) };
+    this.#call = options.timeoutMs === undefined ? {} : { timeoutMs: checkDuration('timeoutMs', options.timeoutMs) };
+    this.#stickCall = { timeoutMs: checkDuration('stickTimeoutMs', options.stickTimeoutMs ?? 10_000) };
     this.#attempts = checkInteger('stickAttempts', options.stickAttempts ?? 3, 1);
-    this.#retryMs = checkInteger('stickRetryMs', options.stickRetryMs ?? 500, 0);
+    this.#retryMs = options.stickRetryMs === 0 ? 0 : checkDuration('stickRetryMs', options.stickRetryMs ?? 500);
   }
 
   /** The name multipathd knows the path by (sdc); the maj:min itself when sysfs has no name (cli_fail also looks paths up by dev_t). */
@@ -101,7 +104,9 @@ export class MultipathdActions implements PathActions {
   async fail(path: PathId, request?: FailRequest): Promise<FailDone> {
     const earlier = this.#supersede(path);
     // Registered before the dm half: a fail of another path started meanwhile counts this one as failing.
-    const stick: Stick = { settled: undefined, wake: new AbortController(), superseded: false, undoOnLand: false, keepActive: request?.keepActive ?? 1 };
+    let end = (): void => undefined;
+    const settled = new Promise<void>((r) => { end = r; });
+    const stick: Stick = { settled, end, wake: new AbortController(), superseded: false, undoOnLand: false, keepActive: request?.keepActive ?? 1 };
     const list = this.#sticks.get(path) ?? [];
     list.push(stick);
     this.#sticks.set(path, list);
@@ -110,20 +115,28 @@ export class MultipathdActions implements PathActions {
       await this.#dm.failPath(path, { ...(request ? { keepActive: request.keepActive } : {}), failing });
     } catch (e) {
       this.#drop(path, stick);
+      stick.end();
       // Refused: an earlier `fail path` of this same path must not land now.
       if (e instanceof LastPathError) for (const s of earlier) s.undoOnLand = true;
       throw e;
     }
+    // A reinstate asked for while the dm half ran has superseded this fail:
+    // it waited for `settled`, and sends its own `reinstate path` after.
     const rest = this.#stick(path, stick, request?.signal);
-    stick.settled = rest.then(() => undefined, () => undefined).finally(() => this.#drop(path, stick));
+    void rest.then(() => undefined, () => undefined).finally(() => {
+      this.#drop(path, stick);
+      stick.end();
+    });
     return { rest };
   }
 
   async reinstate(path: PathId): Promise<void> {
     // A `fail path` still being retried would land after the reinstate and undo it.
     await Promise.all(this.#supersede(path).map((s) => s.settled));
+    // A `fail path` whose reply never came stays on record: multipathd may
+    // still run it after this reinstate (each command waits for its lock on
+    // its own connection; nothing orders them).
     await this.client.reinstatePath(await this.deviceName(path), this.#call);
-    this.#mayLand.delete(path);
   }
 
   /** Marks every stick of `path` superseded, wakes their back-off, and returns them. */
@@ -142,9 +155,9 @@ export class MultipathdActions implements PathActions {
     else this.#sticks.delete(path);
   }
 
-  async #landingKeeps(path: PathId, keepActive: number): Promise<boolean> {
+  async #landingKeeps(path: PathId, keepActive: number, seen?: readonly { device: string; state: string }[]): Promise<boolean> {
     const failing = new Set(this.#failingExcept(path));
-    const paths = (await this.#dm.status()).groups.flatMap((g) => g.paths);
+    const paths = seen ?? (await this.#dm.status()).groups.flatMap((g) => g.paths);
     return paths.filter((p) => p.device !== path && p.state === 'active' && !failing.has(p.device)).length >= keepActive;
   }
 
@@ -157,25 +170,68 @@ export class MultipathdActions implements PathActions {
   async #stick(path: PathId, stick: Stick, signal: AbortSignal | undefined): Promise<void> {
     const name = await this.deviceName(path);
     const call = signal ? { ...this.#stickCall, signal } : this.#stickCall;
+    let failure: unknown;
+    let landed = false;
+    let mayHaveLanded = false;
     for (let attempt = 1; !stick.superseded; attempt++) {
       try {
         await this.client.failPath(name, call);
         this.#mayLand.delete(path);
-        // multipathd failed it whatever the other paths' state by then (the
-        // checker may have failed them since the dm half): a landing that
-        // leaves too few active is undone at once.
-        if (stick.undoOnLand || !(await this.#landingKeeps(path, stick.keepActive))) await this.client.reinstatePath(name, this.#call);
+        landed = true;
+        failure = undefined;
+        break;
+      } catch (e) {
+        const unknown = e instanceof MultipathdError && UNKNOWN_OUTCOME.has(e.code);
+        if (unknown) this.#mayLand.set(path, performance.now());
+        mayHaveLanded ||= unknown;
+        failure = e;
+        // Superseded by a later action: ending quietly is what was asked for
+        // (the later fail or reinstate of this path decides its state).
+        if (stick.superseded) return;
+        if (!(e instanceof MultipathdError && RETRYABLE.has(e.code)) || attempt >= this.#attempts) break;
+      }
+      await this.#backOff(attempt, stick, signal);
+    }
+    if (!landed && stick.superseded) return;
+    // multipathd failed it whatever the other paths' state by then (the
+    // checker may have failed them since the dm half): a landing that leaves
+    // too few active is undone at once. Checked also when the outcome is
+    // unknown (a reply lost), for a landing that happened before we gave up.
+    // Not cut short by stop(): each call is bounded by its timeout.
+    if (landed || mayHaveLanded) await this.#undoIfTooFew(path, name, stick);
+    if (failure !== undefined) throw failure;
+  }
+
+  async #backOff(attempt: number, stick: Stick, signal: AbortSignal | undefined): Promise<void> {
+    const wait = Math.min(this.#retryMs * 2 ** (attempt - 1), MAX_DURATION_MS);
+    const wake = signal ? AbortSignal.any([signal, stick.wake.signal]) : stick.wake.signal;
+    await delay(wait, undefined, { signal: wake }).catch(() => undefined);
+    if (signal?.aborted) throw signal.reason;
+  }
+
+  // Decided once, on the status read after the landing; the reinstate is then
+  // retried on its own (multipathd busy is the usual case here): a failed undo
+  // must never be taken for a failed `fail path` and sent again.
+  async #undoIfTooFew(path: PathId, name: string, stick: Stick): Promise<void> {
+    try {
+      if (!stick.undoOnLand) {
+        const paths = (await this.#dm.status()).groups.flatMap((g) => g.paths);
+        if (paths.find((p) => p.device === path)?.state !== 'failed' || (await this.#landingKeeps(path, stick.keepActive, paths))) return;
+      }
+    } catch (e) {
+      throw new MultipathdError('io', `fail path ${name}`, `multipathd's fail path of ${name} may have landed, and dm status could not be read to check the paths left: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+    }
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.client.reinstatePath(name, this.#call);
         return;
       } catch (e) {
-        if (e instanceof MultipathdError && UNKNOWN_OUTCOME.has(e.code)) this.#mayLand.set(path, performance.now());
-        // Superseded by a later action: ending quietly is what was asked for.
-        if (stick.superseded) return;
-        if (!(e instanceof MultipathdError && RETRYABLE.has(e.code)) || attempt >= this.#attempts) throw e;
+        if (!(e instanceof MultipathdError && RETRYABLE.has(e.code)) || attempt >= this.#attempts) {
+          throw new MultipathdError(e instanceof MultipathdError ? e.code : 'io', `reinstate path ${name}`,
+            `multipathd's fail path of ${name} landed with too few other paths active, and undoing it failed: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+        }
       }
-      const wait = this.#retryMs * 2 ** (attempt - 1);
-      const wake = signal ? AbortSignal.any([signal, stick.wake.signal]) : stick.wake.signal;
-      await delay(wait, undefined, { signal: wake }).catch(() => undefined);
-      if (signal?.aborted) throw signal.reason;
+      await this.#backOff(attempt, stick, undefined);
     }
   }
 }

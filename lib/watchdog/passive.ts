@@ -13,14 +13,16 @@
 // shows it (measured in the VM, "Where a stuck I/O shows in sysfs"). For them the map
 // is watched too: a map with I/O in flight that either completes nothing or
 // keeps I/O above the path queues (map in-flight > the paths' sum) at every
-// sample for longer than the timeout, while no path shows a stall, is handed
-// to attribution (probes), and each suspect it names is reported.
+// sample for longer than the timeout, while no path has stalled past the
+// timeout itself (that one the path rule reports), is handed to attribution
+// (probes), and each suspect it names is reported. Busy paths between two
+// completions do not count: on a loaded map they always have I/O in flight.
 import type { Clock } from './clock';
 import { CounterSampler, type CounterReader, type PathRef, type SampleRound, type TimedSnapshot } from './counter-sampler';
 import type { Attribution, LateIoContext, SuspectEvidence } from './attribution';
 import type { LateObservation } from './policy';
 import { inflightTotal as total, type InflightCounts } from './sysfs-counters';
-import { checkDuration } from './policy-options';
+import { checkDuration } from '../check';
 
 /** What the passive monitor saw, carried as a late observation's evidence. */
 export type PassiveEvidence =
@@ -175,7 +177,7 @@ export class PassiveMonitor {
   #onRound(round: SampleRound): void {
     if (!this.running) return;
     for (const { device, error } of round.errors) this.#o.onError(error, device);
-    let anyPathStalling = false;
+    let anyPathStalled = false;
     let pathSum: number | null = 0;
     for (const path of this.#paths) {
       const snap = round.snapshots.get(path.devno);
@@ -187,12 +189,15 @@ export class PassiveMonitor {
       const prev = this.#stalls.get(path.devno);
       const s = step(prev, snap.atMs, snap.completed, total(snap.inflight) > 0, prev !== undefined && snap.completed !== prev.completed);
       this.#stalls.set(path.devno, s);
-      if (s.stallSinceMs !== null) anyPathStalling = true;
+      // Stalled past the timeout: the path rule reports it, the map rule must
+      // not as well. A path merely in flight (every busy path, between two
+      // completions) is not: counting it hid a held-above stall on a busy map.
+      if (s.stallSinceMs !== null && snap.atMs - s.stallSinceMs > this.#o.timeoutMs) anyPathStalled = true;
       this.#maybeReportPath(path, snap, s);
     }
     const watch = this.#o.mapWatch;
     const mapSnap = watch && round.snapshots.get(watch.map.devno);
-    if (watch && mapSnap) this.#onMapSample(watch, mapSnap, pathSum, anyPathStalling);
+    if (watch && mapSnap) this.#onMapSample(watch, mapSnap, pathSum, anyPathStalled);
   }
 
   #maybeReportPath(path: PathRef, snap: TimedSnapshot, s: Stall): void {
@@ -209,14 +214,14 @@ export class PassiveMonitor {
     });
   }
 
-  #onMapSample(watch: PassiveMapWatch, snap: TimedSnapshot, pathSum: number | null, anyPathStalling: boolean): void {
+  #onMapSample(watch: PassiveMapWatch, snap: TimedSnapshot, pathSum: number | null, anyPathStalled: boolean): void {
     const key = watch.map.devno;
     const prev = this.#stalls.get(key);
     const heldAbove = pathSum !== null && total(snap.inflight) > pathSum;
     const progressed = prev !== undefined && snap.completed !== prev.completed && !heldAbove;
     const s = step(prev, snap.atMs, snap.completed, total(snap.inflight) > 0, progressed);
     this.#stalls.set(key, s);
-    if (s.stallSinceMs === null || s.reported || anyPathStalling) return;
+    if (s.stallSinceMs === null || s.reported || anyPathStalled) return;
     const stalledForMs = snap.atMs - s.stallSinceMs;
     if (!(stalledForMs > this.#o.timeoutMs)) return;
     this.#stalls.set(key, { ...s, reported: true });

@@ -10,7 +10,7 @@
 // verdict on that path gets "hung" at once.
 import type { Clock } from './clock';
 import type { PathRef } from './counter-sampler';
-import { checkDuration } from './policy-options';
+import { checkDuration } from '../check';
 
 /**
  * A direct read on one path device. It should settle only when the read is

@@ -21,7 +21,7 @@
 // O(1) for in-order stamps and O(disorder) otherwise, and keeps the head
 // exactly the earliest deadline.
 import type { Clock, TimerHandle } from './clock';
-import { checkDuration } from './policy-options';
+import { checkDuration } from '../check';
 
 /** One tracked I/O, as the caller sees it. */
 export interface TrackedIo<T> {

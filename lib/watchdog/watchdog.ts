@@ -2,7 +2,7 @@
 // actions and recovery probes to one multipath map. It makes no decision of
 // its own: every observation goes through decide(), and it carries out what
 // comes back.
-import { EventEmitter } from 'node:events';
+import { EventEmitter, once } from 'node:events';
 import { DeviceMapper } from '../dm/control';
 import { DmError } from '../dm/errors';
 import { DirectDevice, type EngineChoice, type IoResult } from '../io';
@@ -21,7 +21,7 @@ import { PassiveMonitor } from './passive';
 import { createPolicyState, decide, type Decision, type Observation, type PathId, type PathStatus, type PolicyState } from './policy';
 import { resolvePolicyOptions, type PolicyOptions, type PolicyOptionsInput } from './policy-options';
 import { PathProbeReader } from './probe-reader';
-import { ProbeRunner } from './probes';
+import { ProbeRunner, type ProbeRead } from './probes';
 import { TimedDevice, type TimedDeviceStats, type TimedIoData, type TimedIoOptions, type TimedIoResult } from './timed-device';
 import type { LateIo } from './tracker';
 
@@ -108,6 +108,15 @@ export interface WatchdogStats extends TimedDeviceStats {
 
 type State = 'new' | 'starting' | 'running' | 'stopping' | 'stopped';
 
+/**
+ * @internal Stand-ins for the path devices, for tests of the whole decision
+ * loop on a fake dm and sysfs tree: the probe read (default: O_DIRECT reads
+ * of the path devices through the addon's engine).
+ */
+export interface WatchdogDevices {
+  readonly probe?: ProbeRead;
+}
+
 /** stats() of a watchdog that does no I/O of its own (passive), or before start. */
 const NO_IO: TimedDeviceStats = { inflight: 0, late: 0, queued: 0, completed: 0, p50Ms: NaN, p99Ms: NaN, maxMs: 0, hedged: 0 };
 
@@ -129,6 +138,7 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
   readonly #abort = new AbortController();
   readonly #book = new LatencyBook();
   readonly #probeReader: PathProbeReader;
+  readonly #probe: ProbeRead;
   readonly #probeTimers = new Map<PathId, TimerHandle>();
   readonly #lastAction = new Map<PathId, PathAction>();
   readonly #tasks = new Set<Promise<unknown>>();
@@ -158,7 +168,7 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
   #refreshing = false;
   #refreshAgain = false;
 
-  constructor(options: WatchdogOptions) {
+  constructor(options: WatchdogOptions, devices: WatchdogDevices = {}) {
     super();
     const { map, timeoutMs, mode, hedgeReads, dryRun, actions, queueDepth, engine, dm, clock, sysfsRoot, devDir, ...policy } = options;
     if (typeof map !== 'string' || map === '') throw new TypeError('Watchdog: map must be a dm device name');
@@ -175,6 +185,7 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
       ...(engine === undefined ? {} : { engine }),
       ...(devDir === undefined ? {} : { devDir }),
     });
+    this.#probe = devices.probe ?? this.#probeReader.read;
   }
 
   /** The resolved policy options. */
@@ -220,8 +231,8 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
         });
         stillStarting();
       }
-      this.#recovery = new ProbeRunner(this.#clock, this.#probeReader.read, timeoutMs);
-      const attributorOptions = { clock: this.#clock, probe: this.#probeReader.read, probeTimeoutMs: timeoutMs, ...this.#sysfs };
+      this.#recovery = new ProbeRunner(this.#clock, this.#probe, timeoutMs);
+      const attributorOptions = { clock: this.#clock, probe: this.#probe, probeTimeoutMs: timeoutMs, ...this.#sysfs };
       if (this.mode === 'active') {
         this.#sampler = new CounterSampler({ clock: this.#clock, intervalMs: timeoutMs / 4, devices: this.#sampledDevices(), ...this.#sysfs });
         this.#attributor = new Attributor({ ...attributorOptions, history: this.#sampler });
@@ -679,7 +690,15 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
     const closing: Promise<unknown>[] = [this.#probeReader.close(signal)];
     if (this.#io) closing.push(this.#io.close(signal ? { signal } : {}));
     const results = await Promise.allSettled(closing);
-    await Promise.allSettled([...this.#tasks]);
+    // A task can wait on a dm ioctl or a multipathd reply that never comes:
+    // the signal bounds that wait too (the task itself runs on).
+    const tasks = Promise.allSettled([...this.#tasks]);
+    if (signal) {
+      if (signal.aborted) throw signal.reason;
+      await Promise.race([tasks, once(signal, 'abort').then(() => {
+        throw signal.reason;
+      })]);
+    } else await tasks;
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed) throw failed.reason;
   }

@@ -17,7 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import {
-  DmMessageActions, MultipathMap, MultipathdActions, MultipathdError, formatMultipathStatus,
+  DmMessageActions, LastPathError, MultipathMap, MultipathdActions, MultipathdError, formatMultipathStatus,
   type DeviceMapper, type MultipathdClient, type MultipathStatus, type PathActions,
 } from '../../lib/index';
 
@@ -56,7 +56,11 @@ class Kernel {
     this.state.set(path, 'failed');
   }
 
+  /** Each dm status read: when, and the path states it showed. */
+  readonly reads: { at: number; state: Map<string, 'active' | 'failed'> }[] = [];
+
   status(): MultipathStatus {
+    this.reads.push({ at: this.tick(), state: new Map(this.state) });
     return {
       queueIO: false, pgInitCount: 0, hardwareHandlerArgs: [], currentGroup: 1,
       groups: [{ state: 'active', selectorArgs: [], paths: PATHS.map((device) => ({ device, state: this.state.get(device)!, failCount: 0, selectorArgs: [] })) }],
@@ -83,8 +87,13 @@ function fakeDm(k: Kernel, s: fc.Scheduler): DeviceMapper {
   } as unknown as DeviceMapper;
 }
 
-/** A multipathd client stand-in answering from `answers` in order ('ok' once they run out). */
-function fakeClient(k: Kernel, s: fc.Scheduler, answers: Answer[], landings: Promise<void>[]): MultipathdClient {
+/**
+ * A multipathd client stand-in answering `fail path` from `answers` in order ('ok' once they
+ * run out), and `reinstate path` busy where `busyReinstates` says so (never more than twice
+ * in a row: the undo's three tries then always get through).
+ */
+function fakeClient(k: Kernel, s: fc.Scheduler, answers: Answer[], landings: Promise<void>[], busyReinstates: boolean[] = []): MultipathdClient {
+  let busyInARow = 0;
   return {
     failPath: async (name: string) => {
       const path = DEVNO[name]!;
@@ -99,7 +108,10 @@ function fakeClient(k: Kernel, s: fc.Scheduler, answers: Answer[], landings: Pro
       throw new MultipathdError(answer === 'busy' ? 'busy' : 'failed', `fail path ${name}`, answer);
     },
     reinstatePath: async (name: string) => {
-      await s.schedule(Promise.resolve(), `multipathd reinstate path ${name}`);
+      const busy = (busyReinstates.shift() ?? false) && busyInARow < 2;
+      busyInARow = busy ? busyInARow + 1 : 0;
+      await s.schedule(Promise.resolve(), `multipathd reinstate path ${name}${busy ? ' (busy)' : ''}`);
+      if (busy) throw new MultipathdError('busy', `reinstate path ${name}`, 'busy');
       k.state.set(DEVNO[name]!, 'active');
       k.ourReinstates.push({ path: DEVNO[name]!, at: k.tick() });
     },
@@ -130,8 +142,8 @@ test('property: our fails never leave fewer than keepActive other paths active; 
     for (const p of PATHS) await symlink(`../../block/${NAMES[p]}`, join(root, 'dev', 'block', p));
     await fc.assert(fc.asyncProperty(
       fc.scheduler(), fc.array(command, { minLength: 1, maxLength: 10 }), fc.array(fc.constantFrom<Answer>('ok', 'ok', 'busy', 'refused', 'lost'), { maxLength: 10 }),
-      fc.integer({ min: 1, max: 2 }), fc.constantFrom('multipathd' as const, 'dm' as const),
-      async (s, commands, answers, keep, via) => {
+      fc.integer({ min: 1, max: 2 }), fc.constantFrom('multipathd' as const, 'dm' as const), fc.array(fc.boolean(), { maxLength: 6 }),
+      async (s, commands, answers, keep, via, busyReinstates) => {
         const k = new Kernel(keep);
         const map = await MultipathMap.open(fakeDm(k, s), 'mpw-prop', { sysfsRoot: root });
         const failPath = map.failPath.bind(map);
@@ -146,7 +158,7 @@ test('property: our fails never leave fewer than keepActive other paths active; 
         };
         const running: Promise<unknown>[] = [];
         const actions: PathActions = via === 'dm' ? new DmMessageActions(map)
-          : new MultipathdActions(map, { client: fakeClient(k, s, [...answers], running as Promise<void>[]), sysfsRoot: root, stickRetryMs: 0 });
+          : new MultipathdActions(map, { client: fakeClient(k, s, [...answers], running as Promise<void>[], [...busyReinstates]), sysfsRoot: root, stickRetryMs: 0 });
         for (const c of commands) {
           const label = `${c.kind} ${c.path}`;
           running.push(steps(s, c.after, label).then(async () => {
@@ -178,10 +190,45 @@ test('property: our fails never leave fewer than keepActive other paths active; 
           if (f.othersActive >= keep || f.how === 'lost' || f.excused) continue;
           // Through dm: never. Through multipathd, landing after the checker moved: undone at once.
           assert.notEqual(f.how, 'dm', `a dm fail_path of ${f.path} left ${f.othersActive} others active (keep ${keep}):\n${s.report()}`);
-          assert.ok(k.ourReinstates.some((r) => r.path === f.path && r.at > f.at), `the landing of fail path ${f.path} with ${f.othersActive} others active was not undone:\n${s.report()}`);
+          // Undone, or over by the next look at dm status (the checker brought it or others back).
+          const next = k.reads.find((r) => r.at > f.at);
+          const over = next !== undefined
+            && (next.state.get(f.path) === 'active' || PATHS.filter((p) => p !== f.path && next.state.get(p) === 'active').length >= keep);
+          assert.ok(over || k.ourReinstates.some((r) => r.path === f.path && r.at > f.at), `the landing of fail path ${f.path} with ${f.othersActive} others active was not undone:\n${s.report()}`);
         }
       },
     ), { numRuns: 1000 });
+  } finally {
+    await rm(root, { recursive: true, force: true });
+  }
+});
+
+test('fails of one map through two MultipathMap objects are serialized too: of two concurrent fails of the two last paths, one is refused', async () => {
+  const root = await mkdtemp(join(tmpdir(), 'mpw-fail-two-'));
+  try {
+    await mkdir(join(root, 'dev', 'block'), { recursive: true });
+    for (const p of PATHS) await symlink(`../../block/${NAMES[p]}`, join(root, 'dev', 'block', p));
+    const k = new Kernel(1);
+    k.state.set('8:48', 'failed');
+    const tick = () => new Promise((r) => setTimeout(r, 5));
+    const dm = {
+      table: async () => [{ start: 0, length: 8, type: 'multipath', params: `0 0 1 1 round-robin 0 3 1 ${PATHS.map((p) => `${p} 1`).join(' ')}` }],
+      status: async () => {
+        await tick();
+        return [{ start: 0, length: 8, type: 'multipath', params: formatMultipathStatus(k.status()) }];
+      },
+      message: async (_n: string, msg: string) => {
+        await tick();
+        k.ourFail(msg.split(' ')[1]!, 'dm');
+        return '';
+      },
+    } as unknown as DeviceMapper;
+    const one = await MultipathMap.open(dm, 'mpw-two', { sysfsRoot: root });
+    const two = await MultipathMap.open(dm, 'mpw-two', { sysfsRoot: root });
+    const results = await Promise.allSettled([one.failPath('8:16', { keepActive: 1 }), two.failPath('8:32', { keepActive: 1 })]);
+    assert.deepEqual(results.map((r) => r.status), ['fulfilled', 'rejected']);
+    assert.ok((results[1] as PromiseRejectedResult).reason instanceof LastPathError);
+    assert.deepEqual([...k.state.values()].filter((s) => s === 'active').length, 1);
   } finally {
     await rm(root, { recursive: true, force: true });
   }

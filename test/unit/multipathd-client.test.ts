@@ -320,14 +320,14 @@ test('MultipathdActions: a path whose fail path is still being retried, or went 
     await (await a.fail('8:64')).rest;
     await a.reinstate('8:32');
     await (await a.fail('8:80')).rest;
-    // 8:32 counts while its fail path is in flight (8:48) and after it went
-    // unanswered (8:64); 8:48, answered, is failed in dm status itself; after
-    // the reinstate nothing is on its way (8:80).
+    // 8:32 counts while its fail path is in flight (8:48), after it went
+    // unanswered (8:64), and after a reinstate too (8:80): the unanswered one
+    // may still run after it. 8:48, answered, is failed in dm status itself.
     assert.deepEqual(calls.filter((x) => x.startsWith('dm')), [
       'dm fail_path 8:32 keep default',
       'dm fail_path 8:48 keep default failing 8:32',
       'dm fail_path 8:64 keep default failing 8:32',
-      'dm fail_path 8:80 keep default',
+      'dm fail_path 8:80 keep default failing 8:32',
     ]);
   });
 });
@@ -341,8 +341,77 @@ test('MultipathdActions: a dm refusal (the last path) rejects fail() and asks mu
     assert.deepEqual(d.commands, []);
   });
   assert.throws(() => new MultipathdActions(recordingMap(calls), { stickAttempts: 0 }), /stickAttempts must be an integer >= 1, got 0/);
-  assert.throws(() => new MultipathdActions(recordingMap(calls), { stickRetryMs: 1.5 }), /stickRetryMs must be an integer >= 0, got 1.5/);
-  assert.throws(() => new MultipathdActions(recordingMap(calls), { stickTimeoutMs: 0 }), /stickTimeoutMs must be an integer >= 1, got 0/);
+  assert.throws(() => new MultipathdActions(recordingMap(calls), { stickRetryMs: -1 }), /stickRetryMs must be at least 1 ms, got -1/);
+  assert.throws(() => new MultipathdActions(recordingMap(calls), { stickTimeoutMs: 0 }), /stickTimeoutMs must be at least 1 ms, got 0/);
+  assert.throws(() => new MultipathdActions(recordingMap(calls), { stickTimeoutMs: 2 ** 31 }), /stickTimeoutMs must be at most 2147483647 ms/);
+  assert.throws(() => new MultipathdActions(recordingMap(calls), { timeoutMs: Number.NaN }), /timeoutMs must be a finite number of ms, got NaN/);
+});
+
+/** A map stand-in whose status has 8:32 failed and its only other path failed too (a landing there leaves none active). */
+function lonelyMap(calls: string[], dmHalf: Promise<void> = Promise.resolve()): MultipathMap {
+  return {
+    name: 'mpw-lun',
+    status: async () => ({ groups: [{ paths: [{ device: '8:32', state: 'failed' }, { device: '9:1', state: 'failed' }] }] }),
+    failPath: async (p: string) => {
+      await dmHalf;
+      calls.push(`dm fail_path ${p}`);
+    },
+  } as unknown as MultipathMap;
+}
+
+test('MultipathdActions: a landing that leaves too few is undone, the undo retried on its own while multipathd is busy; fail path is not sent again', async () => {
+  const calls: string[] = [];
+  let reinstates = 0;
+  await withDaemon(({ command, reply }) => {
+    calls.push(`multipathd ${command}`);
+    if (command.startsWith('reinstate') && reinstates++ === 0) return reply('timeout\n');
+    reply('ok\n');
+  }, async (_d, c) => {
+    const a = new MultipathdActions(lonelyMap(calls), { client: c, sysfsRoot: '/nonexistent', stickRetryMs: 10 });
+    await (await a.fail('8:32')).rest;
+    assert.deepEqual(calls, ['dm fail_path 8:32', 'multipathd fail path 8:32', 'multipathd reinstate path 8:32', 'multipathd reinstate path 8:32']);
+  });
+});
+
+test('MultipathdActions: an undo that keeps failing rejects rest with its own error, after stickAttempts reinstates and one fail path', async () => {
+  const calls: string[] = [];
+  await withDaemon(({ command, reply }) => {
+    calls.push(`multipathd ${command}`);
+    reply(command.startsWith('reinstate') ? 'timeout\n' : 'ok\n');
+  }, async (_d, c) => {
+    const a = new MultipathdActions(lonelyMap(calls), { client: c, sysfsRoot: '/nonexistent', stickAttempts: 2, stickRetryMs: 10 });
+    await assert.rejects((await a.fail('8:32')).rest!, isCode('busy', /landed with too few other paths active, and undoing it failed/));
+    assert.deepEqual(calls, ['dm fail_path 8:32', 'multipathd fail path 8:32', 'multipathd reinstate path 8:32', 'multipathd reinstate path 8:32']);
+  });
+});
+
+test('MultipathdActions: fail path given up with no known outcome is still undone if it landed leaving too few', async () => {
+  const calls: string[] = [];
+  await withDaemon(({ command, reply }) => {
+    calls.push(`multipathd ${command}`);
+    if (command.startsWith('reinstate')) reply('ok\n');
+  }, async (_d, c) => {
+    const a = new MultipathdActions(lonelyMap(calls), { client: c, sysfsRoot: '/nonexistent', stickTimeoutMs: 100, stickAttempts: 1 });
+    await assert.rejects((await a.fail('8:32')).rest!, isCode('timeout'));
+    assert.deepEqual(calls, ['dm fail_path 8:32', 'multipathd fail path 8:32', 'multipathd reinstate path 8:32']);
+  });
+});
+
+test('MultipathdActions: a reinstate asked for while the dm half runs waits for it, and multipathd is told nothing but the reinstate', async () => {
+  const calls: string[] = [];
+  let open = (): void => undefined;
+  const dmHalf = new Promise<void>((r) => { open = r; });
+  await withDaemon(answering(), async (d, c) => {
+    const a = new MultipathdActions(lonelyMap(calls, dmHalf), { client: c, sysfsRoot: '/nonexistent' });
+    const failing = a.fail('8:32');
+    const reinstating = a.reinstate('8:32');
+    await new Promise((r) => setTimeout(r, 30));
+    assert.deepEqual(d.commands, [], 'the reinstate waited for the fail_path still on its way');
+    open();
+    await (await failing).rest;
+    await reinstating;
+    assert.deepEqual([...calls, ...d.commands], ['dm fail_path 8:32', 'reinstate path 8:32']);
+  });
 });
 
 /** A MultipathMap over a DeviceMapper stand-in that only answers table(). */

@@ -213,6 +213,33 @@ test('the dm rig: paths read 0 0, the map holds the I/O; the stall goes to attri
   assert.equal(clock.pending, 0);
 });
 
+test('a busy map: one path idle with its I/O held above it, the other in flight and completing; the map stall still goes to attribution', async () => {
+  // Found by the whole-loop property: a path merely in flight (every busy path
+  // between two completions) counted as a path stall and hid the map's.
+  const calls: { submitMs: number }[] = [];
+  const m = monitor({
+    mapWatch: {
+      map: MAP,
+      attribute: (late) => {
+        calls.push({ submitMs: late.submitMs });
+        return Promise.resolve({ method: 'probe', suspects: [], details: { reason: 'test' } } as unknown as Attribution);
+      },
+    },
+  });
+  m.start();
+  await m.settled();
+  let done = 50;
+  await run(m, 8 * STEP, async () => {
+    done += 4;
+    // B completes between samples with one more always in flight; the map holds one more than its paths.
+    await fs.set(B.name, { inflight: [1, 0], reads: done });
+    await fs.set(MAP.name, { inflight: [2, 0], reads: done });
+  });
+  m.stop();
+  assert.equal(calls.length, 1, 'the held-above stall was handed to attribution once');
+  assert.deepStrictEqual(seen, [], 'B, in flight but completing, was never reported');
+});
+
 test('a map with progress and nothing held above the paths is not a stall', async () => {
   let attributed = 0;
   const m = monitor({

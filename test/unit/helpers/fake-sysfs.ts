@@ -1,7 +1,7 @@
 // A fake /sys/block tree in a temp dir: inflight and stat files written in the
 // kernel's own format (block/genhd.c: "%8u %8u\n" and "%8lu ..." fields), and
 // rewritten between test steps.
-import { mkdtemp, mkdir, writeFile, rm } from 'node:fs/promises';
+import { mkdtemp, mkdir, writeFile, rename, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -24,6 +24,11 @@ export function statLine(c: FakeCounters): string {
   return `${f.map(field).join(' ')}\n`;
 }
 
+async function writeAtomic(file: string, content: string): Promise<void> {
+  await writeFile(`${file}.new`, content);
+  await rename(`${file}.new`, file);
+}
+
 /** A temp sysfs root with block devices whose counters can be changed. */
 export class FakeSysfs {
   readonly root: string;
@@ -43,8 +48,10 @@ export class FakeSysfs {
     this.#counters.set(name, c);
     const dir = join(this.root, 'block', name);
     await mkdir(dir, { recursive: true });
-    await writeFile(join(dir, 'inflight'), `${field(c.inflight[0])} ${field(c.inflight[1])}\n`);
-    await writeFile(join(dir, 'stat'), statLine(c));
+    // Whole files at once, as sysfs reads are: a sampler reading between a
+    // truncate and a write would see an empty file.
+    await writeAtomic(join(dir, 'inflight'), `${field(c.inflight[0])} ${field(c.inflight[1])}\n`);
+    await writeAtomic(join(dir, 'stat'), statLine(c));
     return c;
   }
 
