@@ -273,21 +273,27 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
 
   /** Stops watching and closes the devices; resolves when our in-flight I/O drained, or rejects on `signal` (the kernel keeps its buffers). */
   stop(options: { signal?: AbortSignal } = {}): Promise<void> {
-    if (this.#stopped) {
-      // Already stopping (the map was removed, or an earlier stop): this call's signal still bounds its wait.
-      return options.signal ? this.#teardown(options.signal).then(() => this.#stopped) : this.#stopped;
+    if (!this.#stopped) {
+      const wasRunning = this.#state === 'running';
+      // start() not settled (running its steps, or unwinding a failure): let it finish, then tear down what is left.
+      const starting = this.#starting;
+      this.#abort.abort();
+      this.#state = 'stopping';
+      const settled = starting ? starting.then(() => undefined, () => undefined) : Promise.resolve();
+      this.#stopped = settled.then(() => this.#teardown()).then(() => {
+        this.#state = 'stopped';
+        if (wasRunning) this.emit('stopped', { map: this.map, reason: 'stop' });
+      });
     }
-    const wasRunning = this.#state === 'running';
-    // start() not settled (running its steps, or unwinding a failure): let it finish, then tear down what is left.
-    const starting = this.#starting;
-    this.#abort.abort();
-    this.#state = 'stopping';
-    const settled = starting ? starting.then(() => undefined, () => undefined) : Promise.resolve();
-    this.#stopped = settled.then(() => this.#teardown(options.signal)).then(() => {
-      this.#state = 'stopped';
-      if (wasRunning) this.emit('stopped', { map: this.map, reason: 'stop' });
-    });
-    return this.#stopped;
+    // Each call's signal bounds its own wait (whoever began the stop: an
+    // earlier call, or the map's removal); the teardown runs on until the
+    // kernel has let go of every buffer, and a later stop() sees it end.
+    const signal = options.signal;
+    if (!signal) return this.#stopped;
+    if (signal.aborted) return Promise.reject(signal.reason);
+    return Promise.race([this.#stopped, once(signal, 'abort').then(() => {
+      throw signal.reason;
+    })]);
   }
 
   /** An aligned buffer for read and write. */
@@ -681,24 +687,16 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
     if (this.listenerCount('error') > 0) this.emit('error', payload);
   }
 
-  async #teardown(signal?: AbortSignal): Promise<void> {
+  async #teardown(): Promise<void> {
     this.#abort.abort();
     for (const path of [...this.#probeTimers.keys()]) this.#clearProbe(path);
     if (this.#windowTimer) this.#clock.clearTimer(this.#windowTimer);
     this.#passive?.stop();
     this.#sampler?.stop();
-    const closing: Promise<unknown>[] = [this.#probeReader.close(signal)];
-    if (this.#io) closing.push(this.#io.close(signal ? { signal } : {}));
+    const closing: Promise<unknown>[] = [this.#probeReader.close()];
+    if (this.#io) closing.push(this.#io.close());
     const results = await Promise.allSettled(closing);
-    // A task can wait on a dm ioctl or a multipathd reply that never comes:
-    // the signal bounds that wait too (the task itself runs on).
-    const tasks = Promise.allSettled([...this.#tasks]);
-    if (signal) {
-      if (signal.aborted) throw signal.reason;
-      await Promise.race([tasks, once(signal, 'abort').then(() => {
-        throw signal.reason;
-      })]);
-    } else await tasks;
+    await Promise.allSettled([...this.#tasks]);
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed) throw failed.reason;
   }

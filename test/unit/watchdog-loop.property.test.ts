@@ -307,15 +307,21 @@ async function apply(w: World, c: Command): Promise<void> {
   }
 }
 
-test('property: the whole loop never fails a path without evidence against it, nor below minUsablePaths through its own actions', { timeout: 600_000 }, async () => {
+/** A sysfs tree with every path (named through dev/block) and the map, all idle. */
+async function pathsTree(): Promise<FakeSysfs> {
   const sysfs = await FakeSysfs.create();
+  await mkdir(join(sysfs.root, 'dev', 'block'), { recursive: true });
+  for (const p of ALL) {
+    await symlink(`../../block/${NAME[p]}`, join(sysfs.root, 'dev', 'block', p));
+    await sysfs.set(NAME[p]!, { reads: 0 });
+  }
+  await sysfs.set('dm-0', { reads: 0 });
+  return sysfs;
+}
+
+test('property: the whole loop never fails a path without evidence against it, nor below minUsablePaths through its own actions', { timeout: 600_000 }, async () => {
+  const sysfs = await pathsTree();
   try {
-    await mkdir(join(sysfs.root, 'dev', 'block'), { recursive: true });
-    for (const p of ALL) {
-      await symlink(`../../block/${NAME[p]}`, join(sysfs.root, 'dev', 'block', p));
-      await sysfs.set(NAME[p]!, { reads: 0 });
-    }
-    await sysfs.set('dm-0', { reads: 0 });
     let fails = 0;
     let kept = 0;
     let reinstated = 0;
@@ -364,7 +370,9 @@ test('property: the whole loop never fails a path without evidence against it, n
           }
           await Promise.allSettled(landings);
         } finally {
-          await wd.stop({ signal: AbortSignal.timeout(10_000) });
+          const giveUp = new AbortController();
+          const timer = setTimeout(() => giveUp.abort(new Error('stop did not finish within 10 s')), 10_000);
+          await wd.stop({ signal: giveUp.signal }).finally(() => clearTimeout(timer));
         }
         const report = `\n${w.log.join('\n')}`;
         assert.deepEqual(w.wrong, [], `a fail without evidence against the path:${report}`);
@@ -377,6 +385,30 @@ test('property: the whole loop never fails a path without evidence against it, n
     ), { numRuns: 100 });
     // The runs must have exercised the loop, not only idled.
     assert.ok(fails > 0 && kept > 0 && reinstated > 0, `fails ${fails}, last-path-kept ${kept}, reinstates ${reinstated}`);
+  } finally {
+    await sysfs.dispose();
+  }
+});
+
+test('stop({signal}) is bounded by its signal while a fail waits on a dm message that never returns', async () => {
+  const sysfs = await pathsTree();
+  try {
+    const w = new World(sysfs, 1, []);
+    const wd = new Watchdog({ map: MAP, mode: 'passive', timeoutMs: TIMEOUT, dm: fakeDm(w), clock: w.clock, sysfsRoot: sysfs.root, actions: 'dm' },
+      { probe: async () => ({ latencyMs: 1 }) });
+    await wd.start();
+    w.slowNextDm = Number.MAX_SAFE_INTEGER;
+    w.setHealth('8:16', 'stuck');
+    for (let i = 0; i < 8 && w.gates.length === 0; i++) await apply(w, { kind: 'advance', steps: 1 });
+    assert.equal(w.gates.length, 1, 'the fail of the stuck path is waiting on its dm message');
+    const t0 = performance.now();
+    const giveUp = new AbortController();
+    const timer = setTimeout(() => giveUp.abort(new Error('gave up waiting')), 200);
+    await assert.rejects(wd.stop({ signal: giveUp.signal }), /gave up waiting/);
+    clearTimeout(timer);
+    assert.ok(performance.now() - t0 < 5000, 'stop gave up at its signal');
+    for (const g of w.gates.splice(0)) g.open();
+    await wd.stop();
   } finally {
     await sysfs.dispose();
   }
