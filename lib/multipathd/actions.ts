@@ -120,6 +120,9 @@ export class MultipathdActions implements PathActions {
       if (e instanceof LastPathError) for (const s of earlier) s.undoOnLand = true;
       throw e;
     }
+    // This fail passed the last-path check: an earlier `fail path` of the
+    // path landing now agrees with it, and must not be undone.
+    for (const s of earlier) s.undoOnLand = false;
     // A reinstate asked for while the dm half ran has superseded this fail:
     // it waited for `settled`, and sends its own `reinstate path` after.
     const rest = this.#stick(path, stick, request?.signal);
@@ -176,7 +179,7 @@ export class MultipathdActions implements PathActions {
     for (let attempt = 1; !stick.superseded; attempt++) {
       try {
         await this.client.failPath(name, call);
-        this.#mayLand.delete(path);
+        // (An unknown outcome's mark stays: that older command may still run.)
         landed = true;
         failure = undefined;
         break;
@@ -185,34 +188,45 @@ export class MultipathdActions implements PathActions {
         if (unknown) this.#mayLand.set(path, performance.now());
         mayHaveLanded ||= unknown;
         failure = e;
-        // Superseded by a later action: ending quietly is what was asked for
-        // (the later fail or reinstate of this path decides its state).
-        if (stick.superseded) return;
-        if (!(e instanceof MultipathdError && RETRYABLE.has(e.code)) || attempt >= this.#attempts) break;
+        if (stick.superseded || !(e instanceof MultipathdError && RETRYABLE.has(e.code)) || attempt >= this.#attempts) break;
       }
-      await this.#backOff(attempt, stick, signal);
+      try {
+        await this.#backOff(attempt, stick, signal);
+      } catch (e) {
+        // stop(): no more tries, but a landing so far is still checked below.
+        failure = e;
+        break;
+      }
     }
-    if (!landed && stick.superseded) return;
+    // Superseded by a later fail or reinstate of the path: that one decides
+    // its state, and ending quietly is what was asked for; unless a refusal
+    // asked for this one to be undone should it land.
+    if (stick.superseded && !stick.undoOnLand) return;
     // multipathd failed it whatever the other paths' state by then (the
     // checker may have failed them since the dm half): a landing that leaves
     // too few active is undone at once. Checked also when the outcome is
     // unknown (a reply lost), for a landing that happened before we gave up.
     // Not cut short by stop(): each call is bounded by its timeout.
     if (landed || mayHaveLanded) await this.#undoIfTooFew(path, name, stick);
-    if (failure !== undefined) throw failure;
+    if (failure !== undefined && !stick.superseded) throw failure;
   }
 
   async #backOff(attempt: number, stick: Stick, signal: AbortSignal | undefined): Promise<void> {
-    const wait = Math.min(this.#retryMs * 2 ** (attempt - 1), MAX_DURATION_MS);
     const wake = signal ? AbortSignal.any([signal, stick.wake.signal]) : stick.wake.signal;
-    await delay(wait, undefined, { signal: wake }).catch(() => undefined);
+    await delay(this.#retryWait(attempt), undefined, { signal: wake }).catch(() => undefined);
     if (signal?.aborted) throw signal.reason;
+  }
+
+  #retryWait(attempt: number): number {
+    return Math.min(this.#retryMs * 2 ** (attempt - 1), MAX_DURATION_MS);
   }
 
   // Decided once, on the status read after the landing; the reinstate is then
   // retried on its own (multipathd busy is the usual case here): a failed undo
   // must never be taken for a failed `fail path` and sent again.
   async #undoIfTooFew(path: PathId, name: string, stick: Stick): Promise<void> {
+    // A later fail of the path (it passed its own check) or a reinstate decides now.
+    const outranked = (): boolean => stick.superseded && !stick.undoOnLand;
     try {
       if (!stick.undoOnLand) {
         const paths = (await this.#dm.status()).groups.flatMap((g) => g.paths);
@@ -221,7 +235,7 @@ export class MultipathdActions implements PathActions {
     } catch (e) {
       throw new MultipathdError('io', `fail path ${name}`, `multipathd's fail path of ${name} may have landed, and dm status could not be read to check the paths left: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
     }
-    for (let attempt = 1; ; attempt++) {
+    for (let attempt = 1; !outranked(); attempt++) {
       try {
         await this.client.reinstatePath(name, this.#call);
         return;
@@ -231,7 +245,8 @@ export class MultipathdActions implements PathActions {
             `multipathd's fail path of ${name} landed with too few other paths active, and undoing it failed: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
         }
       }
-      await this.#backOff(attempt, stick, undefined);
+      // Its own wait: the stick's wake-up (aborted on supersede) must not turn it into a burst.
+      await delay(this.#retryWait(attempt));
     }
   }
 }

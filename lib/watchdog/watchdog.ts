@@ -2,7 +2,7 @@
 // actions and recovery probes to one multipath map. It makes no decision of
 // its own: every observation goes through decide(), and it carries out what
 // comes back.
-import { EventEmitter, once } from 'node:events';
+import { EventEmitter } from 'node:events';
 import { DeviceMapper } from '../dm/control';
 import { DmError } from '../dm/errors';
 import { DirectDevice, type EngineChoice, type IoResult } from '../io';
@@ -13,7 +13,7 @@ import { DryRunActions, type PathActions } from './actions';
 import { chooseActions, type ActionsPreference } from '../multipathd/actions';
 import { Attributor, type Attribution } from './attribution';
 import { SystemClock, type Clock, type TimerHandle } from './clock';
-import { CounterSampler, type PathRef, type SampleRound } from './counter-sampler';
+import { CounterSampler, type CounterReader, type PathRef, type SampleRound } from './counter-sampler';
 import { serviceTimeMs } from './sysfs-counters';
 import type { EventPath, LateEvidence, WatchdogEvents } from './events';
 import { LatencyBook } from './latency';
@@ -110,15 +110,26 @@ type State = 'new' | 'starting' | 'running' | 'stopping' | 'stopped';
 
 /**
  * @internal Stand-ins for the path devices, for tests of the whole decision
- * loop on a fake dm and sysfs tree: the probe read (default: O_DIRECT reads
- * of the path devices through the addon's engine).
+ * loop on a fake dm: the probe read (default: O_DIRECT reads of the path
+ * devices through the addon's engine) and the counter read (default: sysfs).
  */
 export interface WatchdogDevices {
   readonly probe?: ProbeRead;
+  readonly read?: CounterReader;
 }
 
 /** stats() of a watchdog that does no I/O of its own (passive), or before start. */
 const NO_IO: TimedDeviceStats = { inflight: 0, late: 0, queued: 0, completed: 0, p50Ms: NaN, p99Ms: NaN, maxMs: 0, hedged: 0 };
+
+// `p`, or `signal`'s reason once it aborts first; the listener goes with `p`.
+function untilAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
+}
 
 function errorOf(e: unknown): Error {
   return e instanceof Error ? e : new Error(String(e));
@@ -139,6 +150,7 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
   readonly #book = new LatencyBook();
   readonly #probeReader: PathProbeReader;
   readonly #probe: ProbeRead;
+  readonly #counters: { read?: CounterReader };
   readonly #probeTimers = new Map<PathId, TimerHandle>();
   readonly #lastAction = new Map<PathId, PathAction>();
   readonly #tasks = new Set<Promise<unknown>>();
@@ -186,6 +198,7 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
       ...(devDir === undefined ? {} : { devDir }),
     });
     this.#probe = devices.probe ?? this.#probeReader.read;
+    this.#counters = devices.read ? { read: devices.read } : {};
   }
 
   /** The resolved policy options. */
@@ -232,9 +245,9 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
         stillStarting();
       }
       this.#recovery = new ProbeRunner(this.#clock, this.#probe, timeoutMs);
-      const attributorOptions = { clock: this.#clock, probe: this.#probe, probeTimeoutMs: timeoutMs, ...this.#sysfs };
+      const attributorOptions = { clock: this.#clock, probe: this.#probe, probeTimeoutMs: timeoutMs, ...this.#sysfs, ...this.#counters };
       if (this.mode === 'active') {
-        this.#sampler = new CounterSampler({ clock: this.#clock, intervalMs: timeoutMs / 4, devices: this.#sampledDevices(), ...this.#sysfs });
+        this.#sampler = new CounterSampler({ clock: this.#clock, intervalMs: timeoutMs / 4, devices: this.#sampledDevices(), ...this.#sysfs, ...this.#counters });
         this.#attributor = new Attributor({ ...attributorOptions, history: this.#sampler });
       } else {
         // The passive monitor samples at >= 4 per timeout; attribution reads the same history.
@@ -245,6 +258,7 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
           paths: this.#usableRefs(),
           mapWatch: { map: this.#mapRef, attribute: (late) => (attributor as Attributor).attribute(late) },
           ...this.#sysfs,
+          ...this.#counters,
           onObservation: (obs) => {
             const evidence: LateEvidence = { method: 'sysfs', seen: null, reason: `passive: ${JSON.stringify(obs.evidence)}` };
             this.#task(this.#step({ ...obs, evidence }));
@@ -284,16 +298,13 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
         this.#state = 'stopped';
         if (wasRunning) this.emit('stopped', { map: this.map, reason: 'stop' });
       });
+      // Observed here: a caller whose signal won the race has stopped listening.
+      this.#stopped.catch(() => undefined);
     }
     // Each call's signal bounds its own wait (whoever began the stop: an
     // earlier call, or the map's removal); the teardown runs on until the
     // kernel has let go of every buffer, and a later stop() sees it end.
-    const signal = options.signal;
-    if (!signal) return this.#stopped;
-    if (signal.aborted) return Promise.reject(signal.reason);
-    return Promise.race([this.#stopped, once(signal, 'abort').then(() => {
-      throw signal.reason;
-    })]);
+    return options.signal ? untilAborted(this.#stopped, options.signal) : this.#stopped;
   }
 
   /** An aligned buffer for read and write. */
@@ -647,6 +658,7 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
       this.#state = 'stopped';
       this.emit('stopped', { map: this.map, reason: 'map-removed', error: e });
     });
+    this.#stopped.catch(() => undefined);
     if (this.listenerCount('error') > 0) this.emit('error', { map: this.map, during: 'dm-status', error: e, fatal: true });
   }
 

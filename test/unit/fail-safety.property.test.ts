@@ -15,6 +15,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, mkdir, rm, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { AsyncLocalStorage } from 'node:async_hooks';
 import fc from 'fast-check';
 import {
   DmMessageActions, LastPathError, MultipathMap, MultipathdActions, MultipathdError, formatMultipathStatus,
@@ -24,6 +25,9 @@ import {
 const PATHS = ['8:16', '8:32', '8:48'] as const;
 const NAMES: Record<string, string> = { '8:16': 'sdb', '8:32': 'sdc', '8:48': 'sdd' };
 const DEVNO: Record<string, string> = { sdb: '8:16', sdc: '8:32', sdd: '8:48' };
+
+// Marks the status reads a failPath makes, to tell them from the landing check's.
+const inFailPath = new AsyncLocalStorage<boolean>();
 
 /** How multipathd answers one `fail path`. */
 type Answer = 'ok' | 'busy' | 'refused' | 'lost';
@@ -56,11 +60,11 @@ class Kernel {
     this.state.set(path, 'failed');
   }
 
-  /** Each dm status read: when, and the path states it showed. */
-  readonly reads: { at: number; state: Map<string, 'active' | 'failed'> }[] = [];
+  /** Each dm status read: when, the path states it showed, and whether a failPath made it (else the undo's check). */
+  readonly reads: { at: number; state: Map<string, 'active' | 'failed'>; byFailPath: boolean }[] = [];
 
   status(): MultipathStatus {
-    this.reads.push({ at: this.tick(), state: new Map(this.state) });
+    this.reads.push({ at: this.tick(), state: new Map(this.state), byFailPath: inFailPath.getStore() === true });
     return {
       queueIO: false, pgInitCount: 0, hardwareHandlerArgs: [], currentGroup: 1,
       groups: [{ state: 'active', selectorArgs: [], paths: PATHS.map((device) => ({ device, state: this.state.get(device)!, failCount: 0, selectorArgs: [] })) }],
@@ -151,7 +155,7 @@ test('property: our fails never leave fewer than keepActive other paths active; 
           const entry = { moves: k.moves };
           k.failing.push(entry);
           try {
-            return await failPath(path, options);
+            return await inFailPath.run(true, () => failPath(path, options));
           } finally {
             k.failing.splice(k.failing.indexOf(entry), 1);
           }
@@ -190,8 +194,8 @@ test('property: our fails never leave fewer than keepActive other paths active; 
           if (f.othersActive >= keep || f.how === 'lost' || f.excused) continue;
           // Through dm: never. Through multipathd, landing after the checker moved: undone at once.
           assert.notEqual(f.how, 'dm', `a dm fail_path of ${f.path} left ${f.othersActive} others active (keep ${keep}):\n${s.report()}`);
-          // Undone, or over by the next look at dm status (the checker brought it or others back).
-          const next = k.reads.find((r) => r.at > f.at);
+          // Undone, or over by the landing check's look at dm status (the checker brought it or others back).
+          const next = k.reads.find((r) => r.at > f.at && !r.byFailPath);
           const over = next !== undefined
             && (next.state.get(f.path) === 'active' || PATHS.filter((p) => p !== f.path && next.state.get(p) === 'active').length >= keep);
           assert.ok(over || k.ourReinstates.some((r) => r.path === f.path && r.at > f.at), `the landing of fail path ${f.path} with ${f.othersActive} others active was not undone:\n${s.report()}`);

@@ -306,6 +306,38 @@ test('MultipathdActions: a fail refused as the last path undoes an earlier fail 
   });
 });
 
+test('MultipathdActions: a later fail that passes its check clears an earlier refusal\'s undo: the earlier fail path landing then is not undone', async () => {
+  const calls: string[] = [];
+  const held: (() => void)[] = [];
+  await withDaemon(({ command, reply }) => {
+    calls.push(`multipathd ${command}`);
+    if (command.startsWith('fail') && held.length === 0) held.push(() => reply('ok\n'));
+    else reply('ok\n');
+  }, async (_d, c) => {
+    let refuse = false;
+    const map = {
+      name: 'mpw-lun',
+      status: healthyStatus,
+      failPath: async (p: string) => {
+        if (refuse) throw new LastPathError('mpw-lun', p, 0, 1);
+        calls.push(`dm fail_path ${p}`);
+      },
+    } as unknown as MultipathMap;
+    const a = new MultipathdActions(map, { client: c, sysfsRoot: '/nonexistent' });
+    const first = await a.fail('8:32');
+    await new Promise((r) => setTimeout(r, 30));
+    refuse = true;
+    await assert.rejects(a.fail('8:32'), LastPathError);
+    // The other paths are back: a third fail passes.
+    refuse = false;
+    const third = await a.fail('8:32');
+    held[0]?.();
+    await first.rest;
+    await third.rest;
+    assert.deepEqual(calls, ['dm fail_path 8:32', 'multipathd fail path 8:32', 'dm fail_path 8:32', 'multipathd fail path 8:32']);
+  });
+});
+
 test('MultipathdActions: a path whose fail path is still being retried, or went unanswered, counts as failing for the last-path check of another fail', async () => {
   const calls: string[] = [];
   await withDaemon(({ command, reply }) => {

@@ -16,16 +16,16 @@
 //   one timeout more).
 // Stand-ins: the dm ioctls, multipathd's replies, the probe reads (a healthy
 // path answers at once, a stuck one only once it heals) and the sysfs tree
-// (files in a temp dir, rewritten each sample interval). The clock is fake.
+// (the counters in memory, through the real parsers; the names through a temp dir). The clock is fake.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir, symlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import fc from 'fast-check';
-import { FakeSysfs } from './helpers/fake-sysfs';
+import { FakeSysfs, statLine, type FakeCounters } from './helpers/fake-sysfs';
 import {
-  FakeClock, MultipathMap, MultipathdActions, MultipathdError, formatMultipathStatus,
-  type DeviceMapper, type DmEvent, type MultipathdClient, type PathRef,
+  FakeClock, MultipathMap, MultipathdActions, MultipathdError, completedIos, formatMultipathStatus, parseBlockStat, parseInflight,
+  type CounterSnapshot, type DeviceMapper, type DmEvent, type MultipathdClient, type PathRef,
 } from '../../lib/index';
 import { Watchdog } from '../../lib/watchdog/watchdog';
 
@@ -88,9 +88,22 @@ class World {
   eventNr = 0;
   readonly log: string[] = [];
 
-  constructor(readonly sysfs: FakeSysfs, readonly keep: number, answers: Answer[]) {
+  /** Each device's counters, as its sysfs files would print them. */
+  readonly counters = new Map<string, FakeCounters>();
+
+  constructor(readonly keep: number, answers: Answer[]) {
     this.answers = [...answers];
+    for (const name of [...Object.values(NAME), 'dm-0']) this.counters.set(name, { inflight: [0, 0], reads: 0, writes: 0 });
   }
+
+  /** The counter reader: the kernel's text, through the real parsers, with no file I/O (so settle() sees every read). */
+  readonly read = (d: PathRef): Promise<CounterSnapshot> => {
+    this.activity++;
+    const c = this.counters.get(d.name);
+    if (!c) return Promise.reject(new Error(`no counters for ${d.name}`));
+    const stat = parseBlockStat(statLine(c), d.name);
+    return Promise.resolve({ name: d.name, inflight: parseInflight(`${c.inflight[0]} ${c.inflight[1]}\n`, d.name), stat, completed: completedIos(stat) });
+  };
 
   bad(p: string): boolean {
     return this.health.get(p) !== 'ok';
@@ -181,10 +194,10 @@ class World {
         if (Math.round(this.clock.now() / STEP) % 2 === 0) this.reads.set(p, this.reads.get(p)! + 4);
       }
       if (inTable) mapInflight += inflight + (h === 'hidden' ? 1 : 0);
-      await this.sysfs.set(NAME[p]!, { inflight: [inflight, 0], reads: this.reads.get(p)! });
+      this.counters.set(NAME[p]!, { inflight: [inflight, 0], reads: this.reads.get(p)!, writes: 0 });
     }
     this.mapReads = ALL.reduce((n, p) => n + this.reads.get(p)!, 0);
-    await this.sysfs.set('dm-0', { inflight: [mapInflight, 0], reads: this.mapReads });
+    this.counters.set('dm-0', { inflight: [mapInflight, 0], reads: this.mapReads, writes: 0 });
     this.clock.advance(STEP);
     this.activity++;
     for (const g of [...this.gates]) {
@@ -255,7 +268,7 @@ function fakeClient(w: World, landings: Promise<void>[]): MultipathdClient {
   } as unknown as MultipathdClient;
 }
 
-/** Lets the loop run until the stand-ins see nothing new for a while (real I/O: the sysfs reads). */
+/** Lets the loop run until the stand-ins see nothing new for a while (real I/O: sysfs names looked up through dev/block). */
 async function settle(w: World): Promise<void> {
   for (let quiet = 0, last = -1; quiet < 3;) {
     await new Promise((r) => setImmediate(r));
@@ -307,15 +320,11 @@ async function apply(w: World, c: Command): Promise<void> {
   }
 }
 
-/** A sysfs tree with every path (named through dev/block) and the map, all idle. */
+/** A sysfs tree that names every path (dev/block links); the counters are the World's. */
 async function pathsTree(): Promise<FakeSysfs> {
   const sysfs = await FakeSysfs.create();
   await mkdir(join(sysfs.root, 'dev', 'block'), { recursive: true });
-  for (const p of ALL) {
-    await symlink(`../../block/${NAME[p]}`, join(sysfs.root, 'dev', 'block', p));
-    await sysfs.set(NAME[p]!, { reads: 0 });
-  }
-  await sysfs.set('dm-0', { reads: 0 });
+  for (const p of ALL) await symlink(`../../block/${NAME[p]}`, join(sysfs.root, 'dev', 'block', p));
   return sysfs;
 }
 
@@ -332,9 +341,7 @@ test('property: the whole loop never fails a path without evidence against it, n
       fc.constantFrom('dm' as const, 'multipathd' as const),
       fc.integer({ min: 1, max: 3 }),
       async (commands, answers, keep, via, reinstateAfter) => {
-        const w = new World(sysfs, keep, answers);
-        for (const p of ALL) await sysfs.set(NAME[p]!, { inflight: [0, 0], reads: 0 });
-        await sysfs.set('dm-0', { inflight: [0, 0], reads: 0 });
+        const w = new World(keep, answers);
         const dm = fakeDm(w);
         const landings: Promise<void>[] = [];
         const probe = (ref: PathRef): Promise<{ latencyMs: number }> => {
@@ -352,7 +359,7 @@ test('property: the whole loop never fails a path without evidence against it, n
         const wd = new Watchdog({
           map: MAP, mode: 'passive', timeoutMs: TIMEOUT, dm, clock: w.clock, sysfsRoot: sysfs.root, actions,
           minUsablePaths: keep, holdDownMs: 500, probeIntervalMs: STEP, reinstateAfter,
-        }, { probe });
+        }, { probe, read: w.read });
         wd.on('path-failed', () => { fails++; w.activity++; });
         wd.on('path-reinstated', () => { reinstated++; w.activity++; });
         wd.on('last-path-kept', () => { kept++; w.activity++; });
@@ -382,7 +389,7 @@ test('property: the whole loop never fails a path without evidence against it, n
           assert.ok(w.ourReinstates.some((r) => r.path === f.path && r.seq > f.seq), `multipathd's fail path of ${f.path} landed with ${f.othersActive} others active and was not undone:${report}`);
         }
       },
-    ), { numRuns: 100 });
+    ), { numRuns: 200 });
     // The runs must have exercised the loop, not only idled.
     assert.ok(fails > 0 && kept > 0 && reinstated > 0, `fails ${fails}, last-path-kept ${kept}, reinstates ${reinstated}`);
   } finally {
@@ -393,9 +400,9 @@ test('property: the whole loop never fails a path without evidence against it, n
 test('stop({signal}) is bounded by its signal while a fail waits on a dm message that never returns', async () => {
   const sysfs = await pathsTree();
   try {
-    const w = new World(sysfs, 1, []);
+    const w = new World(1, []);
     const wd = new Watchdog({ map: MAP, mode: 'passive', timeoutMs: TIMEOUT, dm: fakeDm(w), clock: w.clock, sysfsRoot: sysfs.root, actions: 'dm' },
-      { probe: async () => ({ latencyMs: 1 }) });
+      { probe: async () => ({ latencyMs: 1 }), read: w.read });
     await wd.start();
     w.slowNextDm = Number.MAX_SAFE_INTEGER;
     w.setHealth('8:16', 'stuck');
