@@ -277,6 +277,20 @@ test('MultipathdActions: a reinstate during the back-off wait ends it at once; n
   });
 });
 
+/** A map stand-in whose dm half refuses as the last path while `refuse` is set. */
+function refusingMap(calls: string[]): { map: MultipathMap; refuse: boolean } {
+  const out = { map: undefined as unknown as MultipathMap, refuse: false };
+  out.map = {
+    name: 'mpw-lun',
+    status: healthyStatus,
+    failPath: async (p: string) => {
+      if (out.refuse) throw new LastPathError('mpw-lun', p, 0, 1);
+      calls.push(`dm fail_path ${p}`);
+    },
+  } as unknown as MultipathMap;
+  return out;
+}
+
 test('MultipathdActions: a fail refused as the last path undoes an earlier fail path of the same path that lands afterwards', async () => {
   const calls: string[] = [];
   let answer: (() => void) | undefined;
@@ -285,20 +299,12 @@ test('MultipathdActions: a fail refused as the last path undoes an earlier fail 
     if (command.startsWith('fail')) answer = () => reply('ok\n');
     else reply('ok\n');
   }, async (_d, c) => {
-    let refuse = false;
-    const map = {
-      name: 'mpw-lun',
-      status: healthyStatus,
-      failPath: async (p: string) => {
-        if (refuse) throw new LastPathError('mpw-lun', p, 0, 1);
-        calls.push(`dm fail_path ${p}`);
-      },
-    } as unknown as MultipathMap;
-    const a = new MultipathdActions(map, { client: c, sysfsRoot: '/nonexistent' });
+    const dm = refusingMap(calls);
+    const a = new MultipathdActions(dm.map, { client: c, sysfsRoot: '/nonexistent' });
     const first = await a.fail('8:32');
     await new Promise((r) => setTimeout(r, 30));
     // The checker reinstated it meanwhile, the other path went, and now it is the last.
-    refuse = true;
+    dm.refuse = true;
     await assert.rejects(a.fail('8:32'), LastPathError);
     answer?.();
     await first.rest;
@@ -314,22 +320,14 @@ test('MultipathdActions: a later fail that passes its check clears an earlier re
     if (command.startsWith('fail') && held.length === 0) held.push(() => reply('ok\n'));
     else reply('ok\n');
   }, async (_d, c) => {
-    let refuse = false;
-    const map = {
-      name: 'mpw-lun',
-      status: healthyStatus,
-      failPath: async (p: string) => {
-        if (refuse) throw new LastPathError('mpw-lun', p, 0, 1);
-        calls.push(`dm fail_path ${p}`);
-      },
-    } as unknown as MultipathMap;
-    const a = new MultipathdActions(map, { client: c, sysfsRoot: '/nonexistent' });
+    const dm = refusingMap(calls);
+    const a = new MultipathdActions(dm.map, { client: c, sysfsRoot: '/nonexistent' });
     const first = await a.fail('8:32');
     await new Promise((r) => setTimeout(r, 30));
-    refuse = true;
+    dm.refuse = true;
     await assert.rejects(a.fail('8:32'), LastPathError);
     // The other paths are back: a third fail passes.
-    refuse = false;
+    dm.refuse = false;
     const third = await a.fail('8:32');
     held[0]?.();
     await first.rest;
