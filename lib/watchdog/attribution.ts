@@ -39,6 +39,8 @@ export interface LateIoContext {
   readonly paths: readonly PathRef[];
   /** false: every path waits out its own probe deadline (no naming by elimination); default true. */
   readonly elimination?: boolean;
+  /** Told of each path whose probe answers fast, as soon as it does (before the slower ones are in). */
+  readonly onFast?: (path: PathRef) => void;
 }
 
 /** What a path's counters showed. */
@@ -178,8 +180,12 @@ export class Attributor {
    * probe deadline), it is named without waiting out the whole deadline. Its
    * probe stays on record, so a later attribution sees it hung.
    */
-  #verdicts(paths: readonly PathRef[], corroborated: readonly boolean[]): Promise<ProbeVerdict[]> {
+  #verdicts(paths: readonly PathRef[], corroborated: readonly boolean[], onFast?: (path: PathRef) => void): Promise<ProbeVerdict[]> {
     const pending = paths.map((p) => this.#probes.verdict(p));
+    if (onFast) {
+      // A listener's throw is its own bug: it must not cut the attribution short.
+      pending.forEach((v, i) => void v.then((r) => { if (r.kind === 'fast') onFast(paths[i] as PathRef); }).catch((e: unknown) => queueMicrotask(() => { throw e; })));
+    }
     if (paths.length < 2) return Promise.all(pending);
     return new Promise<ProbeVerdict[]>((resolve) => {
       const results: (ProbeVerdict | undefined)[] = paths.map(() => undefined);
@@ -228,7 +234,7 @@ export class Attributor {
     const stuck = isStuck.filter(Boolean).length;
     if (late.paths.length === 0) return finish([], 'none', 'the map has no usable path', views);
 
-    const verdicts = await this.#verdicts(late.paths, late.elimination === false ? isStuck.map(() => false) : isStuck);
+    const verdicts = await this.#verdicts(late.paths, late.elimination === false ? isStuck.map(() => false) : isStuck, late.onFast);
     const probed = views.map((v, i) => ({ ...v, probe: verdicts[i]! }));
     const probeSuspects = probed
       .filter((v) => isSuspectVerdict(v.probe))

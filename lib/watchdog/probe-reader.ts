@@ -2,7 +2,7 @@
 // probe stuck on a hung path holds an engine slot, never a thread of Node's
 // pool. A probe settles only when its read is over in the kernel, as
 // ProbeRead asks: the signal cannot pull a bio back.
-import { DeviceClosedError, DirectDevice, type EngineChoice } from '../io';
+import { DeviceClosedError, DirectDevice, type EngineChoice, type IoResult } from '../io';
 import type { PathRef } from './counter-sampler';
 import type { ProbeRead } from './probes';
 
@@ -14,6 +14,8 @@ export interface ProbeReaderOptions {
   offset?: number;
   /** Where device nodes are (default /dev). */
   devDir?: string;
+  /** Queue depth of each path device (default 4: probes come one at a time per path). */
+  queueDepth?: number;
 }
 
 /**
@@ -34,17 +36,29 @@ export class PathProbeReader {
 
   /** The ProbeRead for Attributor and the recovery probes; rejects with DeviceClosedError after close(). */
   readonly read: ProbeRead = async (path: PathRef) => {
+    const r = await this.#on(path, (dev) => dev.read(dev.alloc(Math.max(dev.logicalBlockSize, 4096)), this.#o.offset ?? 0));
+    return { latencyMs: Number(r.doneNs - r.submitNs) / 1e6 };
+  };
+
+  /**
+   * Reads into `buf` at `offset` on `path`'s own device: a hedged read sent straight to a path
+   * that just answered fast. `buf` is not this device's memory, so the kernel reads into a copy
+   * of its own and never holds `buf`.
+   */
+  readInto(path: PathRef, buf: Buffer, offset: number): Promise<IoResult> {
+    return this.#on(path, (dev) => dev.read(buf, offset));
+  }
+
+  async #on(path: PathRef, read: (dev: DirectDevice) => Promise<IoResult>): Promise<IoResult> {
     const opened = this.#open(path);
     const dev = await opened;
-    const buf = dev.alloc(Math.max(dev.logicalBlockSize, 4096));
     try {
-      const r = await dev.read(buf, this.#o.offset ?? 0);
-      return { latencyMs: Number(r.doneNs - r.submitNs) / 1e6 };
+      return await read(dev);
     } catch (err) {
       this.#drop(path, opened);
       throw err;
     }
-  };
+  }
 
   #nodePath(path: PathRef): string {
     return `${this.#o.devDir ?? '/dev'}/${path.name}`;
@@ -55,7 +69,7 @@ export class PathProbeReader {
     const key = `${path.devno} ${path.name}`;
     let dev = this.#devices.get(key);
     if (!dev) {
-      dev = DirectDevice.open(this.#nodePath(path), { readOnly: true, queueDepth: 4, engine: this.#o.engine ?? 'auto' });
+      dev = DirectDevice.open(this.#nodePath(path), { readOnly: true, queueDepth: this.#o.queueDepth ?? 4, engine: this.#o.engine ?? 'auto' });
       // A failed open is not cached: the next probe tries again.
       dev.catch(() => this.#drop(path, dev as Promise<DirectDevice>));
       this.#devices.set(key, dev);

@@ -25,9 +25,15 @@ export interface TimedIoData {
   /** Byte offset and length (0 and 0 for a flush). */
   readonly offset: number;
   readonly length: number;
-  /** Re-issues the read (hedged reads only); null once used, and for every other I/O. */
-  hedge: (() => void) | null;
+  /** Re-issues the read (hedged reads only), through the map or through `via`; null once used, and for every other I/O. */
+  hedge: ((via?: HedgeRead) => void) | null;
 }
+
+/**
+ * Reads `buf.byteLength` bytes at `offset` somewhere other than the map (a path device that just
+ * answered a probe fast). `buf` is the hedge's own bounce buffer: it is not reused until this settles.
+ */
+export type HedgeRead = (buf: Buffer, offset: number) => Promise<IoResult>;
 
 /** One I/O tracked by a TimedDevice. */
 export type TimedIo = TrackedIo<TimedIoData>;
@@ -190,11 +196,15 @@ export class TimedDevice {
     );
   }
 
-  /** Re-issues a late read that is still in flight; false when it cannot be (not a hedgeable read, already hedged, done, or closed). */
-  hedge(io: TimedIo): boolean {
+  /**
+   * Re-issues a late read that is still in flight, through the map or through `via`; false when it
+   * cannot be (not a hedgeable read, already hedged, done, or closed). The first to complete wins;
+   * the read fails only when every copy failed.
+   */
+  hedge(io: TimedIo, via?: HedgeRead): boolean {
     const h = io.data.hedge;
     if (h === null || !io.inflight || this.#closed) return false;
-    h();
+    h(via);
     return true;
   }
 
@@ -303,18 +313,23 @@ export class TimedDevice {
         reject(abortError(signal as AbortSignal));
       };
       signal?.addEventListener('abort', onAbort, { once: true });
-      const hedge = (): void => {
+      const hedge = (via?: HedgeRead): void => {
         if (d.io !== undefined) d.io.data.hedge = null;
         if (settled || this.#closed) return;
         this.#hedged++;
-        issue(true);
+        issue(true, via);
       };
       const d = this.#deadline('read', offset, length, this.hedgeReads ? hedge : null);
-      const issue = (hedged: boolean): void => {
+      const issue = (hedged: boolean, via?: HedgeRead): void => {
         const bounce = this.#bounce(length);
         outstanding++;
         // Only the first read starts the deadline; a hedge runs on the same one.
-        dev.read(bounce, offset, hedged ? { urgent: true } : d).then(
+        // A hedge `via` a path device holds no slot of the map's queue, which
+        // may be full of reads stuck on the slow path. A `via` that throws
+        // instead of rejecting counts as a failed copy.
+        const copy = via === undefined ? dev.read(bounce, offset, hedged ? { urgent: true } : d)
+          : Promise.resolve().then(() => via(bounce, offset));
+        copy.then(
           (r) => {
             outstanding--;
             if (settled) {

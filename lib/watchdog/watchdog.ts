@@ -110,11 +110,13 @@ type State = 'new' | 'starting' | 'running' | 'stopping' | 'stopped';
 
 /**
  * @internal Stand-ins for the path devices, for tests of the whole decision
- * loop on a fake dm: the probe read (default: O_DIRECT reads of the path
- * devices through the addon's engine) and the counter read (default: sysfs).
+ * loop on a fake dm: the probe read and a hedge's direct read of a path
+ * (default: O_DIRECT reads of the path devices through the addon's engine),
+ * and the counter read (default: sysfs).
  */
 export interface WatchdogDevices {
   readonly probe?: ProbeRead;
+  readonly hedgeRead?: (path: PathRef, buf: Buffer, offset: number) => Promise<IoResult>;
   readonly read?: CounterReader;
 }
 
@@ -150,6 +152,10 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
   readonly #book = new LatencyBook();
   readonly #probeReader: PathProbeReader;
   readonly #probe: ProbeRead;
+  // Hedged reads sent straight to a path: their own devices, so a burst of
+  // them never queues a probe behind it.
+  readonly #pathReader: PathProbeReader;
+  readonly #hedgeRead: NonNullable<WatchdogDevices['hedgeRead']>;
   readonly #counters: { read?: CounterReader };
   readonly #probeTimers = new Map<PathId, TimerHandle>();
   readonly #lastAction = new Map<PathId, PathAction>();
@@ -198,6 +204,12 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
       ...(devDir === undefined ? {} : { devDir }),
     });
     this.#probe = devices.probe ?? this.#probeReader.read;
+    this.#pathReader = new PathProbeReader({
+      queueDepth: queueDepth ?? 32,
+      ...(engine === undefined ? {} : { engine }),
+      ...(devDir === undefined ? {} : { devDir }),
+    });
+    this.#hedgeRead = devices.hedgeRead ?? ((path, buf, offset) => this.#pathReader.readInto(path, buf, offset));
     this.#counters = devices.read ? { read: devices.read } : {};
   }
 
@@ -403,6 +415,7 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
         map: this.#mapRef ?? null,
         paths: this.#usableRefs(),
         elimination: !beforeLoss,
+        ...this.#hedgeOnFast(late),
       });
     } catch (e) {
       this.#emitError('attribution', errorOf(e));
@@ -430,6 +443,27 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
     if (this.#o.hedgeReads && this.#state === 'running' && this.#anyFailed()) {
       for (const l of late) this.#io?.hedge(l.io);
     }
+  }
+
+  // A late read is re-issued as soon as one usable path answers its probe
+  // fast, straight on that path's device: waiting for the fail would cost the
+  // silent path's whole probe deadline, and a hedge through the map before
+  // any fail may be routed to the slow path again. The offset is the same on
+  // the path: the map is one multipath target (MultipathMap.open), which
+  // starts at sector 0 (drivers/md/dm-table.c, a table's first target
+  // starts at 0), and dm-mpath hands a bio or request to the path at its own
+  // sector (drivers/md/dm-mpath.c, __multipath_map_bio only sets the device;
+  // dm-rq.c clones the request's sector).
+  #hedgeOnFast(late: readonly LateIo<TimedIoData>[]): { onFast?: (path: PathRef) => void } {
+    if (!this.#o.hedgeReads || !this.#io) return {};
+    let sent = false;
+    return {
+      onFast: (path) => {
+        if (sent || this.#state !== 'running') return;
+        sent = true;
+        for (const l of late) this.#io?.hedge(l.io, (buf, offset) => this.#hedgeRead(path, buf, offset));
+      },
+    };
   }
 
   #anyFailed(): boolean {
@@ -705,7 +739,7 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
     if (this.#windowTimer) this.#clock.clearTimer(this.#windowTimer);
     this.#passive?.stop();
     this.#sampler?.stop();
-    const closing: Promise<unknown>[] = [this.#probeReader.close()];
+    const closing: Promise<unknown>[] = [this.#probeReader.close(), this.#pathReader.close()];
     if (this.#io) closing.push(this.#io.close());
     const results = await Promise.allSettled(closing);
     await Promise.allSettled([...this.#tasks]);

@@ -225,6 +225,55 @@ test('hedge() re-issues a late read once; the first completion wins and the data
   });
 });
 
+test('hedge(io, via) sends the copy through via: when it wins, its data is the caller\'s and the original, landing later, writes nothing', async () => {
+  const clock = new FakeClock();
+  const late: TimedIo[] = [];
+  await withTimed({ timeoutMs: 10, clock, hedgeReads: true, onLate: (l) => late.push(...l.map((x) => x.io)) }, async (t) => {
+    const back = t.alloc(BLOCK);
+    const calls: { length: number; offset: number }[] = [];
+    // The original is in the kernel; its completion needs an event-loop turn,
+    // and the copy settles in microtasks before that: the copy wins for sure.
+    const p = t.read(back, 6 * BLOCK);
+    clock.advance(20);
+    const io = late[0] as TimedIo;
+    assert.ok(io);
+    assert.equal(t.hedge(io, async (buf, offset) => {
+      calls.push({ length: buf.byteLength, offset });
+      buf.fill(0xab);
+      return { bytes: buf.byteLength, submitNs: 1n, doneNs: 2n };
+    }), true);
+    assert.equal(t.hedge(io), false, 'a read is hedged once, whichever way');
+    const r = await p;
+    assert.equal(r.hedged, true);
+    assert.equal(r.late, true);
+    assert.deepStrictEqual(calls, [{ length: BLOCK, offset: 6 * BLOCK }]);
+    assert.ok(back.every((b) => b === 0xab), 'the copy\'s data');
+    // Let the original complete: it goes to its own bounce buffer, not to the caller's.
+    for (let i = 0; i < 20; i++) await new Promise((res) => setImmediate(res));
+    assert.ok(back.every((b) => b === 0xab), 'the loser wrote nothing into the caller\'s buffer');
+    assert.equal(t.stats().inflight, 0);
+  });
+});
+
+test('hedge(io, via): a copy that throws or rejects does not fail the read while the original can still answer', async () => {
+  const clock = new FakeClock();
+  const late: TimedIo[] = [];
+  await withTimed({ timeoutMs: 10, clock, hedgeReads: true, onLate: (l) => late.push(...l.map((x) => x.io)) }, async (t) => {
+    const data = pattern(t, 0x3c);
+    await t.write(data, 7 * BLOCK);
+    for (const via of [(): Promise<never> => { throw new Error('thrown'); }, (): Promise<never> => Promise.reject(new Error('rejected'))]) {
+      late.length = 0;
+      const back = t.alloc(BLOCK);
+      const p = t.read(back, 7 * BLOCK);
+      clock.advance(20);
+      assert.equal(t.hedge(late[0] as TimedIo, via), true);
+      const r = await p;
+      assert.equal(r.hedged, false, 'the original answered');
+      assert.ok(back.equals(data));
+    }
+  });
+});
+
 test('hedge() refuses a read of a device without hedgeReads, and I/O after close rejects', async () => {
   const clock = new FakeClock();
   const late: TimedIo[] = [];

@@ -94,6 +94,24 @@ test('a healthy path whose counters read stuck is not named while it answers; th
   assert.equal(probeEvidence(r.suspects[0]?.evidence).verdict.kind, 'timeout');
 });
 
+test('onFast hears of each path whose probe answers fast as soon as it does, while a silent path still holds the attribution', async () => {
+  const submitMs = clock.now();
+  clock.advance(TIMEOUT);
+  probe.script(A.devno, { latencyMs: 2 });
+  const sentB = probe.called(B.devno);
+  const heard: string[] = [];
+  let done = false;
+  const pending = attributor.attribute({ submitMs, map: MAP, paths: [A, B], onFast: (p) => heard.push(p.name) }).finally(() => { done = true; });
+  await sentB;
+  await drain();
+  assert.deepStrictEqual(heard, ['dm-1'], 'the fast path is announced before the deadline');
+  assert.equal(done, false, 'the silent path still waits out its deadline');
+  clock.advance(TIMEOUT);
+  const r = await pending;
+  assert.deepStrictEqual(suspectNames(r), ['dm-2']);
+  assert.deepStrictEqual(heard, ['dm-1'], 'a path that missed its deadline is never announced');
+});
+
 test('a healthy path slower than a quarter of the deadline is not named by elimination', async () => {
   // A 300 ms path under a 1 s timeout was named 'outlasted' when the other answered at once.
   const submitMs = clock.now();

@@ -3,7 +3,7 @@
 // probed on that device, not through the fd of the old one.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, symlinkSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, rmSync, symlinkSync, truncateSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { DeviceClosedError, IoError } from '../../lib/io';
 import { PathProbeReader } from '../../lib/watchdog/probe-reader';
@@ -62,5 +62,26 @@ test('a failed probe drops the device: the next one opens the node again and fin
     } finally {
       await reader.close();
     }
+  });
+});
+
+test('readInto (a hedge straight to a path) reads the path device at the offset into a buffer of its own, and is refused after close()', async () => {
+  await withDevDir(async (dir, file) => {
+    const f = file('a');
+    const data = Buffer.alloc(4096, 0x6d);
+    // Two blocks in: the rest stays zero, so a read at the wrong offset shows.
+    const fd = openSync(f, 'r+');
+    writeSync(fd, data, 0, 4096, 8192);
+    closeSync(fd);
+    symlinkSync(f, join(dir, 'sdx'));
+    const reader = new PathProbeReader({ devDir: dir, engine: 'threads', queueDepth: 8 });
+    const path = { devno: '8:48', name: 'sdx' };
+    const buf = Buffer.alloc(4096);
+    const r = await reader.readInto(path, buf, 8192);
+    assert.equal(r.bytes, 4096);
+    assert.ok(buf.equals(data));
+    await reader.close();
+    const err = await failure(reader.readInto(path, Buffer.alloc(4096), 0));
+    assert.ok(err instanceof DeviceClosedError, String(err));
   });
 });

@@ -25,6 +25,8 @@ async function pathState(map: string, devno: string): Promise<string> {
 /** Readers at `depth` over the first `blocks` blocks until stopped; every completion and error is kept. */
 function readLoad(wd: Watchdog, depth: number, blocks: number) {
   const done: number[] = [];
+  /** Completions whose data came from a hedge. */
+  const hedgedDone: number[] = [];
   const errors: unknown[] = [];
   let running = true;
   const workers = Array.from({ length: depth }, async () => {
@@ -32,8 +34,9 @@ function readLoad(wd: Watchdog, depth: number, blocks: number) {
     while (running) {
       const off = Math.floor(Math.random() * blocks) * BLOCK;
       try {
-        await wd.read(buf, off);
+        const r = await wd.read(buf, off);
         done.push(performance.now());
+        if (r.hedged) hedgedDone.push(performance.now());
       } catch (e) {
         errors.push(e);
       }
@@ -41,6 +44,7 @@ function readLoad(wd: Watchdog, depth: number, blocks: number) {
   });
   return {
     done,
+    hedgedDone,
     errors,
     stop: async () => {
       running = false;
@@ -150,6 +154,35 @@ test('a path slowed to 3x the timeout is failed; one slowed under it is not', { 
       await wd.stop();
     }
     assert.deepEqual(load.errors, []);
+  });
+});
+
+test('a read late on a slow path is hedged straight to the path whose probe answered fast, before the slow path is failed', { timeout: 180_000 }, async () => {
+  await withRig('mpw-wd-early', async (rig) => {
+    const [pa, pb] = rig.paths;
+    // The rig's paths show nothing in their counters, so the slow path's probe
+    // waits out its whole deadline (one timeout) before it can be failed; the
+    // hedge does not wait for that.
+    const wd = new Watchdog({ map: rig.map, timeoutMs: 1000, hedgeReads: true });
+    const ev = record(wd);
+    await wd.start();
+    const load = readLoad(wd, 4, 1024);
+    try {
+      await waitFor('healthy reads', () => load.done.length >= 50);
+      await rig.slow(pa, 4000);
+      await waitFor('path-failed', () => ev['path-failed'].length > 0, 30_000);
+      const failed = ev['path-failed'][0] as Recorded['path-failed'][number];
+      assert.equal(failed.payload.path.devno, pa.devno);
+      const early = load.hedgedDone.filter((t) => t < failed.at);
+      assert.ok(early.length > 0, `hedged reads done before the fail: ${early.length} of ${load.hedgedDone.length}`);
+      assert.equal(await pathState(rig.map, pb.devno), 'A');
+    } finally {
+      await rig.heal(pa);
+      await load.stop();
+      await wd.stop();
+    }
+    assert.deepEqual(load.errors, []);
+    assert.deepEqual(ev.error.map((e) => e.payload.error.message), []);
   });
 });
 
