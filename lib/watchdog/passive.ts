@@ -70,6 +70,8 @@ export interface PassiveOptions {
   readonly timeoutMs: number;
   /** The map's usable paths (replace with setPaths on a dm status change). */
   readonly paths: readonly PathRef[];
+  /** The map's failed paths: sampled only so that I/O still stuck on them counts in the paths' sum. */
+  readonly failedPaths?: readonly PathRef[];
   /** Samples per timeout (default and minimum 4). */
   readonly samplesPerTimeout?: number;
   /** Watch the map itself too. */
@@ -107,6 +109,7 @@ export class PassiveMonitor {
   readonly #o: PassiveOptions;
   readonly #sampler: CounterSampler;
   #paths: PathRef[];
+  #failed: PathRef[];
   readonly #stalls = new Map<string, Stall>();
   #unsubscribe: (() => void) | null = null;
   readonly #pending = new Set<Promise<void>>();
@@ -117,6 +120,7 @@ export class PassiveMonitor {
     if (!(perTimeout >= 4) || !Number.isFinite(perTimeout)) throw new RangeError(`samplesPerTimeout must be >= 4, got ${perTimeout}`);
     this.#o = options;
     this.#paths = [...options.paths];
+    this.#failed = [...(options.failedPaths ?? [])];
     const intervalMs = options.timeoutMs / perTimeout;
     this.#sampler = new CounterSampler({
       clock: options.clock,
@@ -155,10 +159,12 @@ export class PassiveMonitor {
     this.#stalls.clear();
   }
 
-  /** Replaces the usable paths (a dm status change); stalls of dropped paths are forgotten. */
-  setPaths(paths: readonly PathRef[]): void {
+  /** Replaces the usable and failed paths (a dm status change); stalls of paths no longer usable are forgotten. */
+  setPaths(paths: readonly PathRef[], failed: readonly PathRef[] = []): void {
     this.#paths = [...paths];
-    const keep = new Set(this.#devices().map((d) => d.devno));
+    this.#failed = [...failed];
+    const map = this.#o.mapWatch?.map;
+    const keep = new Set([...this.#paths, ...(map ? [map] : [])].map((d) => d.devno));
     for (const devno of this.#stalls.keys()) if (!keep.has(devno)) this.#stalls.delete(devno);
     this.#sampler.setDevices(this.#devices());
   }
@@ -171,7 +177,7 @@ export class PassiveMonitor {
 
   #devices(): PathRef[] {
     const map = this.#o.mapWatch?.map;
-    return map ? [...this.#paths, map] : [...this.#paths];
+    return [...this.#paths, ...this.#failed, ...(map ? [map] : [])];
   }
 
   #onRound(round: SampleRound): void {
@@ -194,6 +200,14 @@ export class PassiveMonitor {
       // completions) is not: counting it hid a held-above stall on a busy map.
       if (s.stallSinceMs !== null && snap.atMs - s.stallSinceMs > this.#o.timeoutMs) anyPathStalled = true;
       this.#maybeReportPath(path, snap, s);
+    }
+    // fail_path frees nothing already on the path (drivers/md/dm-mpath.c), so
+    // the map still counts that I/O: left out of the sum, it read as held
+    // above the paths until it drained, and the map stall it made, reported
+    // once, hid every later one.
+    for (const path of this.#failed) {
+      const snap = round.snapshots.get(path.devno);
+      if (pathSum !== null) pathSum = snap ? pathSum + total(snap.inflight) : null;
     }
     const watch = this.#o.mapWatch;
     const mapSnap = watch && round.snapshots.get(watch.map.devno);

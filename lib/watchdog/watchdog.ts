@@ -268,6 +268,7 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
           clock: this.#clock,
           timeoutMs,
           paths: this.#usableRefs(),
+          failedPaths: this.#failedRefs(),
           mapWatch: { map: this.#mapRef, attribute: (late) => (attributor as Attributor).attribute(late) },
           ...this.#sysfs,
           ...this.#counters,
@@ -619,6 +620,10 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
     return out;
   }
 
+  #failedRefs(): PathRef[] {
+    return [...this.#paths.values()].filter((ref) => this.#policy.paths[ref.devno]?.status === 'failed');
+  }
+
   #sampledDevices(): PathRef[] {
     return this.#mapRef ? [...this.#paths.values(), this.#mapRef] : [...this.#paths.values()];
   }
@@ -642,7 +647,7 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
     }
     this.#paths = next;
     this.#sampler?.setDevices(this.#sampledDevices());
-    this.#passive?.setPaths(this.#usableRefs());
+    this.#passive?.setPaths(this.#usableRefs(), this.#failedRefs());
     if (initial) this.#policy = createPolicyState(states);
     else {
       if (Object.entries(states).some(([id, st]) => st === 'failed' && this.#policy.paths[id]?.status === 'usable')) this.#lastLossMs = this.#clock.now();
@@ -651,7 +656,7 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
       // A newer fail of the same path may have replaced the entry meanwhile.
       for (const [id, e] of ended) if (this.#sticking.get(id) === e) this.#sticking.delete(id);
     }
-    this.#passive?.setPaths(this.#usableRefs());
+    this.#passive?.setPaths(this.#usableRefs(), this.#failedRefs());
   }
 
   async #refreshStatus(): Promise<void> {

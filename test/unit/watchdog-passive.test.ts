@@ -240,6 +240,61 @@ test('a busy map: one path idle with its I/O held above it, the other in flight 
   assert.deepStrictEqual(seen, [], 'B, in flight but completing, was never reported');
 });
 
+test('I/O stuck on a failed path counts in the paths\' sum: it is not a held-above stall, and a later one on a usable path is still handed to attribution', async () => {
+  // C was failed with one I/O stuck on it: fail_path frees nothing. Before, C
+  // was left out of the sum, the map read held above from the start, its
+  // stall was handed to attribution once, and the later hidden stall never was.
+  const C: PathRef = { devno: '254:3', name: 'dm-3' };
+  await fs.set(C.name, { inflight: [1, 0], reads: 50 });
+  const calls: { submitMs: number }[] = [];
+  const m = monitor({
+    failedPaths: [C],
+    mapWatch: {
+      map: MAP,
+      attribute: (late) => {
+        calls.push({ submitMs: late.submitMs });
+        return Promise.resolve({ method: 'probe', suspects: [], details: { reason: 'test' } } as unknown as Attribution);
+      },
+    },
+  });
+  m.start();
+  await m.settled();
+  let done = 50;
+  // B completes between samples with one more always in flight; the map holds B's and C's.
+  const busy = (held: number) => async (): Promise<void> => {
+    done += 4;
+    await fs.set(B.name, { inflight: [1, 0], reads: done });
+    await fs.set(MAP.name, { inflight: [2 + held, 0], reads: done });
+  };
+  await run(m, 8 * STEP, busy(0));
+  assert.equal(calls.length, 0, 'nothing is held above the paths: the failed path holds it');
+  const hiddenFrom = clock.now();
+  // Now one more I/O is held above the paths (A reads idle), as a blocked session's would be.
+  await run(m, 8 * STEP, busy(1));
+  m.stop();
+  assert.equal(calls.length, 1, `the hidden stall was handed to attribution once: ${JSON.stringify(calls)}`);
+  assert.ok(calls[0]!.submitMs >= hiddenFrom, `from its own start (${calls[0]!.submitMs} >= ${hiddenFrom})`);
+  assert.deepStrictEqual(seen, [], 'the failed path itself is never reported');
+  assert.ok(reads.some((r) => r.devno === C.devno), 'the failed path is sampled');
+});
+
+test('setPaths: a path that was failed is sampled for the sum only, and its stall, if any, is forgotten', async () => {
+  await fs.set(A.name, { inflight: [1, 0] });
+  const m = monitor();
+  m.start();
+  await m.settled();
+  await run(m, TIMEOUT / 2);
+  m.setPaths([B], [A]);
+  await run(m, 2 * TIMEOUT);
+  assert.deepStrictEqual(seen, [], 'A, failed before its stall passed the timeout, is not reported');
+  const atStop = reads.filter((r) => r.devno === A.devno).length;
+  assert.ok(atStop > 4, 'A is still sampled after it was failed');
+  m.setPaths([B]);
+  await run(m, TIMEOUT);
+  m.stop();
+  assert.equal(reads.filter((r) => r.devno === A.devno).length, atStop, 'a path gone from the map is no longer sampled');
+});
+
 test('a map with progress and nothing held above the paths is not a stall', async () => {
   let attributed = 0;
   const m = monitor({
