@@ -5,7 +5,7 @@
 // `reinstate path` resumes it (cli_reinstate).
 import { setTimeout as delay } from 'node:timers/promises';
 import { resolveBlockDevice } from '../multipath/paths';
-import { DmMessageActions, type FailDone, type FailRequest, type PathActions } from '../watchdog/actions';
+import { DmMessageActions, SupersededError, type FailDone, type FailRequest, type PathActions } from '../watchdog/actions';
 import type { PathId } from '../watchdog/policy';
 import { MAX_DURATION_MS, checkDuration, checkInteger } from '../check';
 import { MultipathdClient, type MultipathdCallOptions } from './client';
@@ -82,6 +82,11 @@ export class MultipathdActions implements PathActions {
   readonly #attempts: number;
   readonly #retryMs: number;
   readonly #sticks = new Map<PathId, Stick[]>();
+  // Fails asked for, per path: a reinstate that waited for a stick sees
+  // whether a fail newer than itself came meanwhile. (One that is refused
+  // later still counts: the reinstate is then dropped, the path stays failed
+  // in dm, and the watchdog's policy, told so, probes it again.)
+  readonly #failsAsked = new Map<PathId, number>();
   // Paths whose `fail path` ended with no known outcome, and when.
   readonly #mayLand = new Map<PathId, number>();
 
@@ -102,6 +107,7 @@ export class MultipathdActions implements PathActions {
   }
 
   async fail(path: PathId, request?: FailRequest): Promise<FailDone> {
+    this.#failsAsked.set(path, (this.#failsAsked.get(path) ?? 0) + 1);
     const earlier = this.#supersede(path);
     // Registered before the dm half: a fail of another path started meanwhile counts this one as failing.
     let end = (): void => undefined;
@@ -134,12 +140,23 @@ export class MultipathdActions implements PathActions {
   }
 
   async reinstate(path: PathId): Promise<void> {
+    const fails = this.#failsAsked.get(path) ?? 0;
+    const newerFail = (): void => {
+      if ((this.#failsAsked.get(path) ?? 0) !== fails) {
+        throw new SupersededError(path, `reinstate of ${path} not sent: a fail of it was asked for while the reinstate waited`);
+      }
+    };
     // A `fail path` still being retried would land after the reinstate and undo it.
     await Promise.all(this.#supersede(path).map((s) => s.settled));
+    // That wait can take stickAttempts replies; a fail decided meanwhile is
+    // newer than this reinstate, and sending it now would undo that fail.
+    newerFail();
+    const name = await this.deviceName(path);
+    newerFail();
     // A `fail path` whose reply never came stays on record: multipathd may
     // still run it after this reinstate (each command waits for its lock on
     // its own connection; nothing orders them).
-    await this.client.reinstatePath(await this.deviceName(path), this.#call);
+    await this.client.reinstatePath(name, this.#call);
   }
 
   /** Marks every stick of `path` superseded, wakes their back-off, and returns them. */

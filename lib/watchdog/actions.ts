@@ -24,8 +24,21 @@ export interface PathActions {
   readonly kind: string;
   /** Fails the path: resolves once dm routes no new I/O to it; rejects when the kernel (or daemon) refuses, the path then not failed. */
   fail(path: PathId, request?: FailRequest): Promise<FailDone | void>;
-  /** Reinstates the path; rejects when refused. */
+  /** Reinstates the path; rejects when refused, or with SupersededError when a fail of the path asked for meanwhile stands instead. */
   reinstate(path: PathId): Promise<void>;
+}
+
+/** A reinstate not sent because a fail of the same path was asked for while it waited: the later decision stands. */
+export class SupersededError extends Error {
+  readonly code = 'superseded';
+  /** The path (maj:min). */
+  readonly path: PathId;
+
+  constructor(path: PathId, message: string) {
+    super(message);
+    this.name = 'SupersededError';
+    this.path = path;
+  }
 }
 
 /** fail_path / reinstate_path as dm target messages (drivers/md/dm-mpath.c, multipath_message). */

@@ -79,7 +79,7 @@ export { type PassiveEvidence, type PassiveMapWatch, type PassiveOptions, Passiv
 export { Watchdog } from './watchdog';
 export type { WatchdogOptions, WatchdogMode, WatchdogIoOptions, WatchdogIoResult, WatchdogStats, PathStats, PathAction } from './watchdog';
 export type { WatchdogEvents, EventPath, LateEvidence, IoLateEvent, PathFailedEvent, PathReinstatedEvent, LastPathKeptEvent, WatchdogErrorEvent, WatchdogStoppedEvent } from './events';
-export { DmMessageActions, DryRunActions, type PathActions, type FailRequest, type FailDone } from './actions';
+export { DmMessageActions, DryRunActions, SupersededError, type PathActions, type FailRequest, type FailDone } from './actions';
 export { WriteFence } from './fence';
 export { PathProbeReader, type ProbeReaderOptions } from './probe-reader';
 export { TimedDevice } from './timed-device';

@@ -9,7 +9,7 @@ import { DirectDevice, type EngineChoice, type IoResult } from '../io';
 import { LastPathError, MultipathMap } from '../multipath/map';
 import { resolveBlockDevice } from '../multipath/paths';
 import type { MultipathStatus } from '../multipath/status';
-import { DryRunActions, type PathActions } from './actions';
+import { DryRunActions, SupersededError, type PathActions } from './actions';
 import { chooseActions, type ActionsPreference } from '../multipathd/actions';
 import { Attributor, type Attribution } from './attribution';
 import { SystemClock, type Clock, type TimerHandle } from './clock';
@@ -564,7 +564,8 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
         if (!refusal.alreadyKept) refusal.report(error);
       } else {
         await this.#step({ kind: 'action-failed', path, action, error: error.message });
-        this.#emitError(action, error, this.#paths.get(path));
+        // A reinstate dropped for a newer fail of ours is not a failure to report.
+        if (!(error instanceof SupersededError)) this.#emitError(action, error, this.#paths.get(path));
       }
     } finally {
       this.#actionsInFlight--;

@@ -6,7 +6,7 @@ import { chmod, mkdtemp, mkdir, rm, symlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  DmMessageActions, LastPathError, MultipathdActions, MultipathdClient, cliWords, MultipathdError, MultipathMap, chooseActions, detectMultipathd,
+  DmMessageActions, LastPathError, MultipathdActions, SupersededError, MultipathdClient, cliWords, MultipathdError, MultipathMap, chooseActions, detectMultipathd,
   type DeviceMapper, type MultipathdErrorCode,
 } from '../../lib/index';
 import { deadSocketPath, fakeMultipathd, replyFrame, type FakeDaemon } from './helpers/fake-multipathd';
@@ -257,6 +257,31 @@ test('MultipathdActions: a reinstate waits for a fail path in flight and stops t
     await stuck;
     await new Promise((r) => setTimeout(r, 100));
     assert.deepEqual(calls, ['dm fail_path 8:32 keep default', 'multipathd fail path 8:32', 'multipathd reinstate path 8:32']);
+  });
+});
+
+test('MultipathdActions: a fail asked for while a reinstate waits for the stick wins: the reinstate is not sent, and rejects with SupersededError', async () => {
+  const calls: string[] = [];
+  await withDaemon(({ command, reply }) => {
+    calls.push(`multipathd ${command}`);
+    if (command.startsWith('reinstate')) reply('ok\n');
+  }, async (_d, c) => {
+    const a = new MultipathdActions(recordingMap(calls), { client: c, sysfsRoot: '/nonexistent', stickTimeoutMs: 150, stickAttempts: 2, stickRetryMs: 10 });
+    const first = await a.fail('8:32');
+    const firstRest = first.rest!.catch(() => undefined);
+    // The first fail path is at the daemon, unanswered: the reinstate waits for it.
+    await new Promise((r) => setTimeout(r, 30));
+    const reinstating = a.reinstate('8:32').then(() => 'sent', (e: unknown) => e);
+    // The policy failed the path again meanwhile (before: the stale reinstate then undid this fail).
+    const second = await a.fail('8:32');
+    const outcome = await reinstating;
+    assert.ok(outcome instanceof SupersededError, String(outcome));
+    assert.equal(outcome.code, 'superseded');
+    assert.equal(outcome.path, '8:32');
+    await firstRest;
+    await second.rest!.catch(() => undefined);
+    assert.ok(!calls.includes('multipathd reinstate path 8:32'), calls.join(', '));
+    assert.deepEqual(calls.filter((x) => x.startsWith('dm')), ['dm fail_path 8:32 keep default', 'dm fail_path 8:32 keep default']);
   });
 });
 
