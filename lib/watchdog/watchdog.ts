@@ -175,7 +175,10 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
   #passive: PassiveMonitor | undefined;
   #windowTimer: TimerHandle | undefined;
   #actionGen = 0;
-  #actionsInFlight = 0;
+  // Our actions running, per path, and the #actionGen at each path's latest
+  // start: a dm status read around them may predate them, for those paths only.
+  readonly #acting = new Map<PathId, number>();
+  readonly #actedAt = new Map<PathId, number>();
   // Clock ms when a path last went from usable to failed (our fail, or one
   // seen in dm status); null while none has.
   #lastLossMs: number | null = null;
@@ -530,8 +533,8 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
 
   async #act(action: 'fail' | 'reinstate', path: PathId, announce: () => void, refusal?: Refusal): Promise<void> {
     const actions = this.#actions as PathActions;
-    this.#actionsInFlight++;
-    this.#actionGen++;
+    this.#acting.set(path, (this.#acting.get(path) ?? 0) + 1);
+    this.#actedAt.set(path, ++this.#actionGen);
     try {
       if (action === 'fail') {
         // The kernel-facing call counts the active paths in a status it reads
@@ -568,7 +571,9 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
         if (!(error instanceof SupersededError)) this.#emitError(action, error, this.#paths.get(path));
       }
     } finally {
-      this.#actionsInFlight--;
+      const left = (this.#acting.get(path) ?? 1) - 1;
+      if (left > 0) this.#acting.set(path, left);
+      else this.#acting.delete(path);
     }
     // Our own change raised a dm event too; make sure the state is read after it.
     if (!this.#o.dryRun) this.#task(this.#refreshStatus());
@@ -634,9 +639,13 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
     return { devno, name: ref?.name ?? devno };
   }
 
-  async #applyStatus(status: MultipathStatus, initial: boolean): Promise<void> {
+  async #applyStatus(status: MultipathStatus, initial: boolean, ownActions: ReadonlySet<PathId> = new Set()): Promise<void> {
     const states: Record<PathId, PathStatus> = {};
     for (const g of status.groups) for (const p of g.paths) states[p.device] = p.state === 'failed' ? 'failed' : 'usable';
+    for (const path of ownActions) {
+      const mine = this.#policy.paths[path]?.status;
+      if (mine !== undefined && path in states) states[path] = mine;
+    }
     const next = new Map<PathId, PathRef>();
     for (const devno of Object.keys(states)) {
       const known = this.#paths.get(devno);
@@ -671,6 +680,7 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
         this.#refreshAgain = false;
         if (this.#state !== 'running') return;
         const gen = this.#actionGen;
+        const busy = new Set(this.#acting.keys());
         let status: MultipathStatus;
         try {
           status = await (this.#mp as MultipathMap).status();
@@ -679,9 +689,13 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
           this.#emitError('dm-status', errorOf(e));
           return;
         }
-        // A snapshot read while our own action ran may predate it: the action's end reads again.
-        if (gen !== this.#actionGen || this.#actionsInFlight > 0) continue;
-        await this.#applyStatus(status, false);
+        // A snapshot read while an action of ours ran may predate it: that
+        // path keeps the policy's view, and the action's end reads again.
+        // Every other path's state stands (a reinstate can wait 10 s for a
+        // stick; dropping the whole snapshot hid the checker's changes).
+        for (const path of this.#acting.keys()) busy.add(path);
+        for (const [path, at] of this.#actedAt) if (at > gen) busy.add(path);
+        await this.#applyStatus(status, false, busy);
       } while (this.#refreshAgain);
     } finally {
       this.#refreshing = false;

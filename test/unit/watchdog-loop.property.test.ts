@@ -420,3 +420,51 @@ test('stop({signal}) is bounded by its signal while a fail waits on a dm message
     await sysfs.dispose();
   }
 });
+
+test('a dm status read while a reinstate of one path waits still applies to the other paths', async () => {
+  const sysfs = await pathsTree();
+  try {
+    const w = new World(1, []);
+    let reinstateAsked = false;
+    let release = (): void => undefined;
+    const held = new Promise<void>((r) => { release = r; });
+    const actions = {
+      kind: 'test',
+      fail: async (p: string): Promise<void> => { w.state.set(p, 'failed'); w.event(); },
+      reinstate: async (p: string): Promise<void> => {
+        reinstateAsked = true;
+        await held;
+        w.state.set(p, 'active');
+        w.event();
+      },
+    };
+    const wd = new Watchdog({
+      map: MAP, mode: 'passive', timeoutMs: TIMEOUT, dm: fakeDm(w), clock: w.clock, sysfsRoot: sysfs.root, actions,
+      holdDownMs: 500, probeIntervalMs: STEP, reinstateAfter: 1,
+    }, { probe: async () => ({ latencyMs: 1 }), read: w.read });
+    const state = (p: string): string | undefined => wd.stats().paths.find((x) => x.devno === p)?.state;
+    await wd.start();
+    try {
+      w.setHealth('8:16', 'stuck');
+      for (let i = 0; i < 12 && state('8:16') !== 'failed'; i++) await apply(w, { kind: 'advance', steps: 1 });
+      assert.equal(state('8:16'), 'failed');
+      w.setHealth('8:16', 'ok');
+      for (let i = 0; i < 16 && !reinstateAsked; i++) await apply(w, { kind: 'advance', steps: 1 });
+      assert.ok(reinstateAsked, 'the healed path is being reinstated');
+      // multipathd's checker fails another path while that reinstate waits.
+      await apply(w, { kind: 'checker', path: '8:32', to: 'failed' });
+      await apply(w, { kind: 'advance', steps: 2 });
+      assert.equal(state('8:32'), 'failed', 'before: every status read during the reinstate was dropped');
+      assert.equal(state('8:16'), 'usable', 'the path being reinstated keeps the policy\'s view');
+      release();
+      await apply(w, { kind: 'advance', steps: 2 });
+      assert.equal(w.state.get('8:16'), 'active');
+      assert.equal(state('8:16'), 'usable');
+    } finally {
+      release();
+      await wd.stop();
+    }
+  } finally {
+    await sysfs.dispose();
+  }
+});
