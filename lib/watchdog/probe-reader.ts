@@ -2,6 +2,9 @@
 // probe stuck on a hung path holds an engine slot, never a thread of Node's
 // pool. A probe settles only when its read is over in the kernel, as
 // ProbeRead asks: the signal cannot pull a bio back.
+import { stat } from 'node:fs/promises';
+import { rdevToDevno } from '../dm/device-node';
+import { SyscallError } from '../errors';
 import { DeviceClosedError, DirectDevice, type EngineChoice, type IoResult } from '../io';
 import type { PathRef } from './counter-sampler';
 import type { ProbeRead } from './probes';
@@ -16,6 +19,22 @@ export interface ProbeReaderOptions {
   devDir?: string;
   /** Queue depth of each path device (default 4: probes come one at a time per path). */
   queueDepth?: number;
+  /** Open a node only when it is the block device of the path's maj:min (default false). */
+  verifyDevno?: boolean;
+}
+
+const ENODEV = 19;
+
+// A name can be reused by another device (NVMe and dm numbers are handed out
+// anew) between the dm status that named the path and our open: reading it
+// then would probe, or hand a caller the data of, another disk.
+async function checkNode(node: string, devno: string): Promise<void> {
+  const st = await stat(node);
+  const d = rdevToDevno(st.rdev);
+  if (!st.isBlockDevice() || `${d.major}:${d.minor}` !== devno) {
+    const what = st.isBlockDevice() ? `block device ${d.major}:${d.minor}` : 'not a block device';
+    throw new SyscallError(`${node} is not path ${devno} (${what})`, { errno: ENODEV, syscall: 'stat', device: node });
+  }
 }
 
 /**
@@ -69,7 +88,9 @@ export class PathProbeReader {
     const key = `${path.devno} ${path.name}`;
     let dev = this.#devices.get(key);
     if (!dev) {
-      dev = DirectDevice.open(this.#nodePath(path), { readOnly: true, queueDepth: this.#o.queueDepth ?? 4, engine: this.#o.engine ?? 'auto' });
+      const node = this.#nodePath(path);
+      const options = { readOnly: true, queueDepth: this.#o.queueDepth ?? 4, engine: this.#o.engine ?? 'auto' } as const;
+      dev = this.#o.verifyDevno === true ? checkNode(node, path.devno).then(() => DirectDevice.open(node, options)) : DirectDevice.open(node, options);
       // A failed open is not cached: the next probe tries again.
       dev.catch(() => this.#drop(path, dev as Promise<DirectDevice>));
       this.#devices.set(key, dev);

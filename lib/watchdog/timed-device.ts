@@ -199,7 +199,8 @@ export class TimedDevice {
   /**
    * Re-issues a late read that is still in flight, through the map or through `via`; false when it
    * cannot be (not a hedgeable read, already hedged, done, or closed). The first to complete wins;
-   * the read fails only when every copy failed.
+   * the read fails only when every copy failed. A copy through `via` that fails while the original
+   * is still out makes the read hedgeable again.
    */
   hedge(io: TimedIo, via?: HedgeRead): boolean {
     const h = io.data.hedge;
@@ -357,7 +358,13 @@ export class TimedDevice {
             outstanding--;
             this.#release(bounce);
             lastError = e;
-            if (outstanding > 0) return;
+            if (outstanding > 0) {
+              // A copy sent to a path that failed it gives the read its hedge
+              // back: through the map, once dm has the slow path out, it may
+              // still be the only way this read ever completes.
+              if (via !== undefined && !settled && d.io !== undefined && d.io.inflight) d.io.data.hedge = hedge;
+              return;
+            }
             this.#untrack(d);
             if (settled) return;
             settled = true;

@@ -203,12 +203,14 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
     this.#dm = dm ?? new DeviceMapper();
     this.#sysfs = sysfsRoot === undefined ? {} : { sysfsRoot };
     this.#probeReader = new PathProbeReader({
+      verifyDevno: true,
       ...(engine === undefined ? {} : { engine }),
       ...(devDir === undefined ? {} : { devDir }),
     });
     this.#probe = devices.probe ?? this.#probeReader.read;
     this.#pathReader = new PathProbeReader({
       queueDepth: queueDepth ?? 32,
+      verifyDevno: true,
       ...(engine === undefined ? {} : { engine }),
       ...(devDir === undefined ? {} : { devDir }),
     });
@@ -465,7 +467,12 @@ export class Watchdog extends EventEmitter<WatchdogEvents> {
       onFast: (path) => {
         if (sent || this.#state !== 'running') return;
         sent = true;
-        for (const l of late) this.#io?.hedge(l.io, (buf, offset) => this.#hedgeRead(path, buf, offset));
+        try {
+          for (const l of late) this.#io?.hedge(l.io, (buf, offset) => this.#hedgeRead(path, buf, offset));
+        } catch (e) {
+          // A bounce buffer could not be had (ENOMEM): the reads go on unhedged.
+          this.#emitError('hedge', errorOf(e), path);
+        }
       },
     };
   }

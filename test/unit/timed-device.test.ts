@@ -255,6 +255,23 @@ test('hedge(io, via) sends the copy through via: when it wins, its data is the c
   });
 });
 
+test('hedge(io, via): a copy that fails while the original is out gives the read its hedge back, for the map', async () => {
+  const clock = new FakeClock();
+  const late: TimedIo[] = [];
+  await withTimed({ timeoutMs: 10, clock, hedgeReads: true, onLate: (l) => late.push(...l.map((x) => x.io)) }, async (t) => {
+    const p = t.read(t.alloc(BLOCK), 8 * BLOCK);
+    clock.advance(20);
+    const io = late[0] as TimedIo;
+    assert.equal(t.hedge(io, () => Promise.reject(new Error('EIO on the other path'))), true);
+    assert.equal(t.hedge(io), false, 'while the copy is out, the read is not hedged twice');
+    // The copy's rejection settles in microtasks; the original needs an event-loop turn.
+    for (let i = 0; i < 10; i++) await Promise.resolve();
+    assert.equal(io.inflight, true);
+    assert.equal(t.hedge(io), true, 'before: the failed copy had used up the only hedge');
+    await p;
+  });
+});
+
 test('hedge(io, via): a copy that throws or rejects does not fail the read while the original can still answer', async () => {
   const clock = new FakeClock();
   const late: TimedIo[] = [];

@@ -3,9 +3,12 @@
 // probed on that device, not through the fd of the old one.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { closeSync, mkdtempSync, openSync, rmSync, symlinkSync, truncateSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, rmSync, statSync, symlinkSync, truncateSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { DeviceClosedError, IoError } from '../../lib/io';
+import { SyscallError } from '../../lib/errors';
+import { rdevToDevno } from '../../lib/dm/device-node';
+import { withLoopDevice } from '../helpers/loop-device';
 import { PathProbeReader } from '../../lib/watchdog/probe-reader';
 
 const MiB = 1 << 20;
@@ -83,5 +86,28 @@ test('readInto (a hedge straight to a path) reads the path device at the offset 
     await reader.close();
     const err = await failure(reader.readInto(path, Buffer.alloc(4096), 0));
     assert.ok(err instanceof DeviceClosedError, String(err));
+  });
+});
+
+test('verifyDevno: a node that is not the path\'s block device is refused (ENODEV) and not cached; the right one is read', async () => {
+  await withLoopDevice(MiB, async (loop) => {
+    await withDevDir(async (dir, file) => {
+      const { major, minor } = rdevToDevno(statSync(loop.path).rdev);
+      symlinkSync(loop.path, join(dir, 'sdx'));
+      symlinkSync(file('plain'), join(dir, 'sdy'));
+      const reader = new PathProbeReader({ devDir: dir, engine: 'threads', verifyDevno: true });
+      try {
+        const wrong = await failure(reader.read({ devno: '8:48', name: 'sdx' }, NEVER));
+        assert.ok(wrong instanceof SyscallError && wrong.code === 'ENODEV', String(wrong));
+        assert.match(String(wrong), new RegExp(`is not path 8:48 \\(block device ${major}:${minor}\\)`));
+        const plain = await failure(reader.readInto({ devno: '8:64', name: 'sdy' }, Buffer.alloc(4096), 0));
+        assert.ok(plain instanceof SyscallError && plain.code === 'ENODEV', String(plain));
+        assert.match(String(plain), /not a block device/);
+        const r = await reader.read({ devno: `${major}:${minor}`, name: 'sdx' }, NEVER);
+        assert.ok(r.latencyMs >= 0);
+      } finally {
+        await reader.close();
+      }
+    });
   });
 });
