@@ -28,6 +28,8 @@ import {
   type CounterSnapshot, type DeviceMapper, type DmEvent, type MultipathdClient, type PathRef,
 } from '../../lib/index';
 import { Watchdog } from '../../lib/watchdog/watchdog';
+import type { IoResult } from '../../lib/io';
+import { withLoopDevice } from '../helpers/loop-device';
 
 const MAP = 'mpw-loop';
 const TIMEOUT = 1000;
@@ -464,6 +466,46 @@ test('a dm status read while a reinstate of one path waits still applies to the 
       release();
       await wd.stop();
     }
+  } finally {
+    await sysfs.dispose();
+  }
+});
+
+test('active mode: a late read is hedged straight to the first path whose probe answers fast, before the silent one\'s deadline', async () => {
+  const sysfs = await pathsTree();
+  try {
+    await withLoopDevice(1 << 20, async (loop) => {
+      const w = new World(1, []);
+      const dm = { ...fakeDm(w), devicePath: async () => loop.path } as unknown as DeviceMapper;
+      const hedges: { path: string; offset: number }[] = [];
+      // 8:16 answers its probe at once; 8:32 and 8:48 only when the test ends.
+      const silent: (() => void)[] = [];
+      const probe = (ref: PathRef): Promise<{ latencyMs: number }> => (ref.devno === '8:16' ? Promise.resolve({ latencyMs: 1 })
+        : new Promise((resolve) => silent.push(() => resolve({ latencyMs: 1 }))));
+      const hedgeRead = async (ref: PathRef, buf: Buffer, offset: number): Promise<IoResult> => {
+        hedges.push({ path: ref.devno, offset });
+        buf.fill(0xc3);
+        return { bytes: buf.byteLength, submitNs: 1n, doneNs: 2n };
+      };
+      const wd = new Watchdog({ map: MAP, mode: 'active', timeoutMs: TIMEOUT, dm, clock: w.clock, sysfsRoot: sysfs.root, actions: 'dm', hedgeReads: true, queueDepth: 4 },
+        { probe, read: w.read, hedgeRead });
+      await wd.start();
+      try {
+        const buf = wd.alloc(4096);
+        // The read is in the kernel; its completion needs an event-loop turn,
+        // while detection, attribution and the hedge run in microtasks.
+        const reading = wd.read(buf, 3 * 4096);
+        w.clock.advance(TIMEOUT + 1);
+        const r = await reading;
+        assert.equal(r.hedged, true, 'the hedge answered first');
+        assert.deepStrictEqual(hedges, [{ path: '8:16', offset: 3 * 4096 }], 'sent to the path that answered, at the same offset');
+        assert.ok(buf.every((b) => b === 0xc3));
+        assert.equal(wd.stats().paths.filter((p) => p.state === 'failed').length, 0, 'nothing was failed: the silent paths\' deadlines have not passed');
+      } finally {
+        for (const answer of silent) answer();
+        await wd.stop({ signal: AbortSignal.timeout(10_000) });
+      }
+    });
   } finally {
     await sysfs.dispose();
   }
