@@ -43,7 +43,7 @@ export interface WatchdogOptions extends Omit<PolicyOptionsInput, 'timeoutMs'> {
   timeoutMs: number;
   /** Default 'active'. */
   mode?: WatchdogMode;
-  /** Re-issue a read still late after a path was failed; the first completion wins. */
+  /** Re-issue a late read, straight to a path whose probe just answered fast, or through the map once a path is failed; the first completion wins. */
   hedgeReads?: boolean;
   /** Decide and report, change nothing. */
   dryRun?: boolean;
