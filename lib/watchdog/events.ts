@@ -81,7 +81,7 @@ export interface LastPathKeptEvent {
 /** A failure inside the watchdog; it keeps running unless `fatal`. */
 export interface WatchdogErrorEvent {
   map: string;
-  /** What was being done ('fail', 'reinstate', 'dm-status', 'sampling', 'attribution', 'events'). */
+  /** What was being done ('fail', 'reinstate', 'dm-status', 'sampling', 'attribution', 'events', 'hedge', 'internal'). */
   during: string;
   error: Error;
   path?: EventPath;
