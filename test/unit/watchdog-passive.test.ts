@@ -61,6 +61,17 @@ function monitor(extra: Partial<PassiveOptions> = {}): PassiveMonitor {
   });
 }
 
+/** A map watch whose attribution names nothing and records each call's submitMs. */
+function recordingMapWatch(calls: { submitMs: number }[]): NonNullable<PassiveOptions['mapWatch']> {
+  return {
+    map: MAP,
+    attribute: (late) => {
+      calls.push({ submitMs: late.submitMs });
+      return Promise.resolve({ method: 'probe', suspects: [], details: { reason: 'test' } } as unknown as Attribution);
+    },
+  };
+}
+
 /** Advances one sample interval at a time, letting each round finish. */
 async function run(m: PassiveMonitor, ms: number, between?: () => Promise<void>): Promise<void> {
   for (let t = 0; t < ms; t += STEP) {
@@ -217,15 +228,7 @@ test('a busy map: one path idle with its I/O held above it, the other in flight 
   // Found by the whole-loop property: a path merely in flight (every busy path
   // between two completions) counted as a path stall and hid the map's.
   const calls: { submitMs: number }[] = [];
-  const m = monitor({
-    mapWatch: {
-      map: MAP,
-      attribute: (late) => {
-        calls.push({ submitMs: late.submitMs });
-        return Promise.resolve({ method: 'probe', suspects: [], details: { reason: 'test' } } as unknown as Attribution);
-      },
-    },
-  });
+  const m = monitor({ mapWatch: recordingMapWatch(calls) });
   m.start();
   await m.settled();
   let done = 50;
@@ -247,16 +250,7 @@ test('I/O stuck on a failed path counts in the paths\' sum: it is not a held-abo
   const C: PathRef = { devno: '254:3', name: 'dm-3' };
   await fs.set(C.name, { inflight: [1, 0], reads: 50 });
   const calls: { submitMs: number }[] = [];
-  const m = monitor({
-    failedPaths: [C],
-    mapWatch: {
-      map: MAP,
-      attribute: (late) => {
-        calls.push({ submitMs: late.submitMs });
-        return Promise.resolve({ method: 'probe', suspects: [], details: { reason: 'test' } } as unknown as Attribution);
-      },
-    },
-  });
+  const m = monitor({ failedPaths: [C], mapWatch: recordingMapWatch(calls) });
   m.start();
   await m.settled();
   let done = 50;
