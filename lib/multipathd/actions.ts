@@ -49,6 +49,8 @@ interface Stick {
   superseded: boolean;
   /** A later fail of the same path was refused as the last path: undo this one if it lands. */
   undoOnLand: boolean;
+  /** It landed (or may have) and ended quietly, superseded: a later refusal must undo it itself. */
+  endedLanded: boolean;
   /** The fail's keepActive, checked again when multipathd's half lands. */
   readonly keepActive: number;
 }
@@ -82,11 +84,13 @@ export class MultipathdActions implements PathActions {
   readonly #attempts: number;
   readonly #retryMs: number;
   readonly #sticks = new Map<PathId, Stick[]>();
-  // Fails asked for, per path: a reinstate that waited for a stick sees
-  // whether a fail newer than itself came meanwhile. (One that is refused
-  // later still counts: the reinstate is then dropped, the path stays failed
-  // in dm, and the watchdog's policy, told so, probes it again.)
-  readonly #failsAsked = new Map<PathId, number>();
+  // Calls numbered in the order they were asked for, and per path the number
+  // of the newest fail whose dm half took effect: a reinstate that waited for
+  // a stick sees whether a fail asked for after it has failed the path since.
+  // (One refused as the last path does not count: the reinstate then goes
+  // ahead, and undoes a landing that would leave too few paths.)
+  #asked = 0;
+  readonly #failedAt = new Map<PathId, number>();
   // Paths whose `fail path` ended with no known outcome, and when.
   readonly #mayLand = new Map<PathId, number>();
 
@@ -107,12 +111,12 @@ export class MultipathdActions implements PathActions {
   }
 
   async fail(path: PathId, request?: FailRequest): Promise<FailDone> {
-    this.#failsAsked.set(path, (this.#failsAsked.get(path) ?? 0) + 1);
+    const asked = ++this.#asked;
     const earlier = this.#supersede(path);
     // Registered before the dm half: a fail of another path started meanwhile counts this one as failing.
     let end = (): void => undefined;
     const settled = new Promise<void>((r) => { end = r; });
-    const stick: Stick = { settled, end, wake: new AbortController(), superseded: false, undoOnLand: false, keepActive: request?.keepActive ?? 1 };
+    const stick: Stick = { settled, end, wake: new AbortController(), superseded: false, undoOnLand: false, endedLanded: false, keepActive: request?.keepActive ?? 1 };
     const list = this.#sticks.get(path) ?? [];
     list.push(stick);
     this.#sticks.set(path, list);
@@ -122,13 +126,24 @@ export class MultipathdActions implements PathActions {
     } catch (e) {
       this.#drop(path, stick);
       stick.end();
-      // Refused: an earlier `fail path` of this same path must not land now.
-      if (e instanceof LastPathError) for (const s of earlier) s.undoOnLand = true;
+      // Refused: an earlier `fail path` of this same path must not land now;
+      // one that already landed and ended (superseded by this fail, it left
+      // the decision to it) is undone here. An undo that fails rejects this
+      // fail with its error instead of the refusal.
+      if (e instanceof LastPathError) {
+        for (const s of earlier) s.undoOnLand = true;
+        const landedEarlier = earlier.filter((s) => s.endedLanded);
+        if (landedEarlier.length > 0) {
+          const name = await this.deviceName(path);
+          await Promise.all(landedEarlier.map((s) => this.#undoIfTooFew(path, name, s)));
+        }
+      }
       throw e;
     }
     // This fail passed the last-path check: an earlier `fail path` of the
     // path landing now agrees with it, and must not be undone.
     for (const s of earlier) s.undoOnLand = false;
+    this.#failedAt.set(path, Math.max(this.#failedAt.get(path) ?? 0, asked));
     // A reinstate asked for while the dm half ran has superseded this fail:
     // it waited for `settled`, and sends its own `reinstate path` after.
     const rest = this.#stick(path, stick, request?.signal);
@@ -140,9 +155,9 @@ export class MultipathdActions implements PathActions {
   }
 
   async reinstate(path: PathId): Promise<void> {
-    const fails = this.#failsAsked.get(path) ?? 0;
+    const asked = ++this.#asked;
     const newerFail = (): void => {
-      if ((this.#failsAsked.get(path) ?? 0) !== fails) {
+      if ((this.#failedAt.get(path) ?? 0) > asked) {
         throw new SupersededError(path, `reinstate of ${path} not sent: a fail of it was asked for while the reinstate waited`);
       }
     };
@@ -152,11 +167,35 @@ export class MultipathdActions implements PathActions {
     // newer than this reinstate, and sending it now would undo that fail.
     newerFail();
     const name = await this.deviceName(path);
-    newerFail();
     // A `fail path` whose reply never came stays on record: multipathd may
     // still run it after this reinstate (each command waits for its lock on
-    // its own connection; nothing orders them).
-    await this.client.reinstatePath(name, this.#call);
+    // its own connection; nothing orders them). Retried like the undo: a
+    // superseded stick's `fail path` may have landed, and this reinstate is
+    // then what brings the path back (the fail-safety property found a busy
+    // reply leaving such a landing in place with no path active).
+    await this.#reinstateRetried(name, () => {
+      newerFail();
+      return true;
+    });
+  }
+
+  /**
+   * `reinstate path`, retried with back-off on a retryable error (multipathd
+   * busy, its lock held, is the usual one) up to stickAttempts times while
+   * `wanted()`; false when it stopped being wanted. Rejects with the last error.
+   */
+  async #reinstateRetried(name: string, wanted: () => boolean): Promise<boolean> {
+    for (let attempt = 1; wanted(); attempt++) {
+      try {
+        await this.client.reinstatePath(name, this.#call);
+        return true;
+      } catch (e) {
+        if (!(e instanceof MultipathdError && RETRYABLE.has(e.code)) || attempt >= this.#attempts) throw e;
+      }
+      // Its own wait: a stick's wake-up (aborted on supersede) must not turn it into a burst.
+      await delay(this.#retryWait(attempt));
+    }
+    return false;
   }
 
   /** Marks every stick of `path` superseded, wakes their back-off, and returns them. */
@@ -218,7 +257,10 @@ export class MultipathdActions implements PathActions {
     // Superseded by a later fail or reinstate of the path: that one decides
     // its state, and ending quietly is what was asked for; unless a refusal
     // asked for this one to be undone should it land.
-    if (stick.superseded && !stick.undoOnLand) return;
+    if (stick.superseded && !stick.undoOnLand) {
+      stick.endedLanded = landed || mayHaveLanded;
+      return;
+    }
     // multipathd failed it whatever the other paths' state by then (the
     // checker may have failed them since the dm half): a landing that leaves
     // too few active is undone at once. Checked also when the outcome is
@@ -241,6 +283,8 @@ export class MultipathdActions implements PathActions {
   // Decided once, on the status read after the landing; the reinstate is then
   // retried on its own (multipathd busy is the usual case here): a failed undo
   // must never be taken for a failed `fail path` and sent again.
+  // Marks the stick endedLanded when a later fail outranked it before its
+  // undo was sent: if that fail is then refused, the refusal undoes it.
   async #undoIfTooFew(path: PathId, name: string, stick: Stick): Promise<void> {
     // A later fail of the path (it passed its own check) or a reinstate decides now.
     const outranked = (): boolean => stick.superseded && !stick.undoOnLand;
@@ -252,18 +296,11 @@ export class MultipathdActions implements PathActions {
     } catch (e) {
       throw new MultipathdError('io', `fail path ${name}`, `multipathd's fail path of ${name} may have landed, and dm status could not be read to check the paths left: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
     }
-    for (let attempt = 1; !outranked(); attempt++) {
-      try {
-        await this.client.reinstatePath(name, this.#call);
-        return;
-      } catch (e) {
-        if (!(e instanceof MultipathdError && RETRYABLE.has(e.code)) || attempt >= this.#attempts) {
-          throw new MultipathdError(e instanceof MultipathdError ? e.code : 'io', `reinstate path ${name}`,
-            `multipathd's fail path of ${name} landed with too few other paths active, and undoing it failed: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
-        }
-      }
-      // Its own wait: the stick's wake-up (aborted on supersede) must not turn it into a burst.
-      await delay(this.#retryWait(attempt));
+    try {
+      if (!(await this.#reinstateRetried(name, () => !outranked()))) stick.endedLanded = true;
+    } catch (e) {
+      throw new MultipathdError(e instanceof MultipathdError ? e.code : 'io', `reinstate path ${name}`,
+        `multipathd's fail path of ${name} landed with too few other paths active, and undoing it failed: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
     }
   }
 }

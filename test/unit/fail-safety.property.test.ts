@@ -94,10 +94,13 @@ function fakeDm(k: Kernel, s: fc.Scheduler): DeviceMapper {
 /**
  * A multipathd client stand-in answering `fail path` from `answers` in order ('ok' once they
  * run out), and `reinstate path` busy where `busyReinstates` says so (never more than twice
- * in a row: the undo's three tries then always get through).
+ * in a row for one path: the undo's and the reinstate's three tries then always get through).
  */
 function fakeClient(k: Kernel, s: fc.Scheduler, answers: Answer[], landings: Promise<void>[], busyReinstates: boolean[] = []): MultipathdClient {
-  let busyInARow = 0;
+  // Busy at most twice in a row for one path's reinstates, so that a retried
+  // one (stickAttempts 3) gets through; counted per path: a reinstate of
+  // another path between two of them does not end this path's run of busy.
+  const busyInARow = new Map<string, number>();
   return {
     failPath: async (name: string) => {
       const path = DEVNO[name]!;
@@ -112,8 +115,9 @@ function fakeClient(k: Kernel, s: fc.Scheduler, answers: Answer[], landings: Pro
       throw new MultipathdError(answer === 'busy' ? 'busy' : 'failed', `fail path ${name}`, answer);
     },
     reinstatePath: async (name: string) => {
-      const busy = (busyReinstates.shift() ?? false) && busyInARow < 2;
-      busyInARow = busy ? busyInARow + 1 : 0;
+      const run = busyInARow.get(name) ?? 0;
+      const busy = (busyReinstates.shift() ?? false) && run < 2;
+      busyInARow.set(name, busy ? run + 1 : 0);
       await s.schedule(Promise.resolve(), `multipathd reinstate path ${name}${busy ? ' (busy)' : ''}`);
       if (busy) throw new MultipathdError('busy', `reinstate path ${name}`, 'busy');
       k.state.set(DEVNO[name]!, 'active');
@@ -130,6 +134,12 @@ const command: fc.Arbitrary<Command> = fc.record({
   path: fc.constantFrom(...PATHS),
   after: fc.integer({ min: 0, max: 8 }),
 });
+
+/** A failure's seed and path, to replay it: FC_SEED=… FC_PATH=… node --test this file. */
+function replay(): { seed?: number; path?: string } {
+  const seed = process.env.FC_SEED;
+  return seed === undefined ? {} : { seed: Number(seed), ...(process.env.FC_PATH === undefined ? {} : { path: process.env.FC_PATH }) };
+}
 
 /** Waits `n` steps; each lets real I/O (the sysfs reads) progress and then waits for the scheduler. */
 async function steps(s: fc.Scheduler, n: number, label: string): Promise<void> {
@@ -201,7 +211,7 @@ test('property: our fails never leave fewer than keepActive other paths active; 
           assert.ok(over || k.ourReinstates.some((r) => r.path === f.path && r.at > f.at), `the landing of fail path ${f.path} with ${f.othersActive} others active was not undone:\n${s.report()}`);
         }
       },
-    ), { numRuns: 1000 });
+    ), { numRuns: 1000, ...replay() });
   } finally {
     await rm(root, { recursive: true, force: true });
   }
